@@ -1,0 +1,1 @@
+"""Exercises of notebook 06 (registered on import)."""

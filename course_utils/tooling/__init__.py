@@ -1,0 +1,1 @@
+"""Maintenance commands behind the Makefile: executing notebooks, the student edition, HTML."""

@@ -1,0 +1,69 @@
+"""Execute the course notebooks in place and strip what varies between runs.
+
+``python -m course_utils.tooling.notebooks [NOTEBOOK ...]`` (``make execute``) runs each
+notebook top to bottom in a fresh kernel of this environment, the way nbval does, then
+normalises it so that a re-run changes nothing but real outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+KERNEL = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+def course_notebooks() -> list[Path]:
+    """The solution-edition notebooks, in course order."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def normalise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Drop volatile metadata: widget state, timings, kernel versions; stable cell ids."""
+    nb.metadata = nbformat.NotebookNode(
+        kernelspec=KERNEL,
+        language_info={"name": "python", "pygments_lexer": "ipython3"},
+    )
+    for index, cell in enumerate(nb.cells):
+        cell.id = f"cell-{index:03d}"
+        keep = {k: v for k, v in cell.metadata.items() if k in ("tags", "slideshow")}
+        cell.metadata = nbformat.NotebookNode(keep)
+    return nb
+
+
+def execute(path: Path, timeout: int = 600) -> float:
+    """Execute ``path`` in place in a fresh kernel; return the seconds it took."""
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        record_timing=False,
+    )
+    client.execute()
+    seconds = time.perf_counter() - start
+    nbformat.write(normalise(nb), path)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in notebooks/")
+    args = parser.parse_args(argv)
+    for path in args.notebooks or course_notebooks():
+        print(f"executing {path.name} ...", end=" ", flush=True)
+        print(f"{execute(path):.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
