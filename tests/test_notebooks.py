@@ -1,0 +1,92 @@
+"""Static checks of the committed notebooks: executed in order, clean outputs, course structure."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_PATHS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+RAISES = {"raises-exception", "nbval-raises-exception"}
+MACHINE_PATH = re.compile(r"(/tmp/|/root/|/home/|/work/|/Users/|[A-Z]:\\\\Users)")
+
+
+def load(path):
+    return json.loads(path.read_text())
+
+
+def code_cells(nb):
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def source(cell):
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+@pytest.fixture(params=NOTEBOOK_PATHS, ids=[p.name for p in NOTEBOOK_PATHS])
+def notebook(request):
+    return request.param, load(request.param)
+
+
+def test_the_course_starts_with_notebook_00():
+    assert NOTEBOOK_PATHS and NOTEBOOK_PATHS[0].name == "00_start_here.ipynb"
+
+
+def test_execution_counts_are_1_to_n_in_order(notebook):
+    path, nb = notebook
+    counts = [c["execution_count"] for c in code_cells(nb) if source(c).strip()]
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name}: re-execute it top to bottom (make execute)"
+
+
+def test_every_cell_has_stored_outputs_or_is_silent_by_design(notebook):
+    path, nb = notebook
+    with_output = [c for c in code_cells(nb) if c["outputs"]]
+    assert len(with_output) >= len(code_cells(nb)) // 3, f"{path.name}: most cells have no stored outputs"
+
+
+def test_no_error_output_unless_tagged_to_raise(notebook):
+    path, nb = notebook
+    for index, cell in enumerate(code_cells(nb)):
+        errors = [o for o in cell["outputs"] if o["output_type"] == "error"]
+        tags = set(cell["metadata"].get("tags", []))
+        assert not errors or tags & RAISES, f"{path.name} code cell {index}: {errors[0]['ename']} without a raises-exception tag"
+
+
+def test_no_machine_paths_or_addresses_in_outputs(notebook):
+    path, nb = notebook
+    for index, cell in enumerate(code_cells(nb)):
+        for output in cell["outputs"]:
+            text = json.dumps({k: v for k, v in output.items() if k != "data"} | {"data": {k: v for k, v in output.get("data", {}).items() if not k.startswith("image/")}})
+            assert not MACHINE_PATH.search(text), f"{path.name} code cell {index} shows a machine path"
+
+
+def test_no_widget_state_or_volatile_metadata(notebook):
+    path, nb = notebook
+    assert "widgets" not in nb["metadata"], f"{path.name}: stored widget state (run make execute)"
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    for cell in nb["cells"]:
+        assert set(cell["metadata"]) <= {"tags", "slideshow"}, f"{path.name}: volatile cell metadata {set(cell['metadata'])}"
+
+
+def test_ignored_outputs_are_rare(notebook):
+    path, nb = notebook
+    ignored = [c for c in code_cells(nb) if "nbval-ignore-output" in c["metadata"].get("tags", []) or "NBVAL_IGNORE_OUTPUT" in source(c)]
+    limit = max(3, len(code_cells(nb)) // 4)
+    assert len(ignored) <= limit, f"{path.name}: {len(ignored)} cells ignore their output; keep it for version, timing and hardware cells"
+
+
+def test_opens_with_objectives_and_time_and_closes_with_summary_and_misconceptions(notebook):
+    path, nb = notebook
+    markdown = [source(c) for c in nb["cells"] if c["cell_type"] == "markdown"]
+    opening, closing = "\n".join(markdown[:2]).lower(), "\n".join(markdown[-3:]).lower()
+    assert "time" in opening and ("you will" in opening or "objectives" in opening), f"{path.name}: opening lacks objectives or time"
+    assert "prerequisite" in opening, f"{path.name}: opening lacks prerequisites"
+    assert "summary" in closing and "misconception" in closing, f"{path.name}: closing lacks summary or misconceptions"
+
+
+def test_solution_markers_are_balanced(notebook):
+    path, nb = notebook
+    for cell in code_cells(nb):
+        text = source(cell)
+        assert text.count("### BEGIN SOLUTION") == text.count("### END SOLUTION"), path.name
