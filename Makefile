@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 TORCH_INDEX ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help install lab test execute student lint bench clean
+.PHONY: help install lab test execute student lint bench clean test-browser html
 
 help:
 	@echo "make lab      start JupyterLab on notebooks/ (http://127.0.0.1:8888, token login)"
@@ -18,6 +18,8 @@ help:
 	@echo "make install  create .venv with the pinned environment"
 	@echo "make execute  re-run every notebook in place in a fresh kernel"
 	@echo "make student  write the student edition to build/student/"
+	@echo "make html     offline HTML handouts, both editions, in build/html/ (open index.html)"
+	@echo "make test-browser  every notebook run in JupyterLab in headless Chromium (apt-get install chromium)"
 	@echo "make bench    time the course modules against PyTorch's own"
 	@echo "make lint     ruff over course_utils, tests and notebooks"
 	@echo "make clean    remove build/ and caches (keeps .venv)"
@@ -43,6 +45,12 @@ execute: $(STAMP)
 
 student: $(STAMP)
 	$(PY) -m course_utils.tooling.student build/student
+
+html: $(STAMP)
+	$(PY) -m course_utils.tooling.html build/html
+
+test-browser: $(STAMP)
+	$(PY) -m pytest tests/browser --durations=0
 
 bench: $(STAMP)
 	$(PY) -m course_utils.bench

@@ -13,6 +13,11 @@ from torch import nn
 from tqdm import tqdm
 
 
+# A fixed-width bar without the rate: its last state reads the same on every machine once
+# tests/nbval_sanitize.cfg masks the [elapsed<remaining, loss=...] part.
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+
+
 def train(
     model: nn.Module,
     get_batch: Callable[[int], tuple],
@@ -45,7 +50,7 @@ def train(
         raise ValueError(f"train: `steps` must be a positive int, got {steps!r}")
     model.train()
     losses: list[float] = []
-    bar = tqdm(range(steps), desc=desc, file=sys.stdout, disable=not progress, mininterval=0.5, ncols=80)
+    bar = tqdm(range(steps), desc=desc, file=sys.stdout, disable=not progress, mininterval=0.5, bar_format=BAR_FORMAT)
     for step in bar:
         inputs, targets = get_batch(step)
         output = model(*inputs) if isinstance(inputs, tuple) else model(inputs)

@@ -1,1 +1,170 @@
-"""Exercises of notebook 01 (registered on import)."""
+"""Exercises of notebook 01 (registered on import): softmax, ELU, Hardsigmoid."""
+
+from __future__ import annotations
+
+import torch
+
+from .. import activations as A
+from .core import Case, Exercise, Mistake, register
+
+# --------------------------------------------------------------------------- 01.softmax
+
+
+def softmax(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Reference for 01.softmax: a numerically stable softmax along ``dim``.
+
+    Shape:
+        - x: :math:`(*)`; output: the same shape, summing to 1 along ``dim``.
+    """
+    return A.softmax(x, dim=dim)
+
+
+def _softmax_cases():
+    g = torch.Generator().manual_seed(1)
+    offsets = torch.tensor([[1000.0], [0.0]])  # (2, 1): one row near 1000, one near 0
+    return [
+        Case("a (3, 4) tensor, dim=-1", (torch.randn(3, 4, generator=g), -1)),
+        Case("a (4, 3) tensor, dim=0", (torch.randn(4, 3, generator=g), 0)),
+        Case("x = [[1000, 1000, 999]], dim=-1", (torch.tensor([[1000.0, 1000.0, 999.0]]), -1)),
+        Case("rows near 1000 and near 0, dim=-1", (torch.randn(2, 5, generator=g) + offsets, -1)),
+        Case("a (2, 3, 4) float64 tensor, dim=1", (torch.randn(2, 3, 4, generator=g, dtype=torch.float64) * 5, 1)),
+    ]
+
+
+def _softmax_no_max(x, dim):
+    e = torch.exp(x)
+    return e / e.sum(dim=dim, keepdim=True)
+
+
+def _softmax_last_dim(x, dim):
+    return A.softmax(x, dim=-1)
+
+
+def _softmax_global_max(x, dim):
+    e = torch.exp(x - x.max())
+    return e / e.sum(dim=dim, keepdim=True)
+
+
+def _softmax_no_keepdim(x, dim):
+    e = torch.exp(x - x.amax(dim=dim, keepdim=True))
+    return e / e.sum(dim=dim)
+
+
+register(
+    Exercise(
+        id="01.softmax",
+        title="A numerically stable softmax along a given dim",
+        reference=softmax,
+        cases=_softmax_cases,
+        mistakes=[
+            Mistake("no max subtraction",
+                    "exp(1000) overflows to inf and inf/inf is NaN: subtract the maximum along `dim` before exp "
+                    "(softmax does not change when you shift all its inputs by the same amount)", _softmax_no_max),
+            Mistake("wrong dim", "you took the softmax over the last dimension whatever `dim` was: pass `dim` to the "
+                    "max and the sum", _softmax_last_dim),
+            Mistake("global max", "you subtracted the maximum of the whole tensor, so a row far below it underflows to "
+                    "0/0 = NaN: subtract each row's own maximum (amax along `dim`, keepdim=True)", _softmax_global_max),
+            Mistake("no keepdim", "the sum lost its dimension, so it does not broadcast back against x: use "
+                    "keepdim=True in the sum (and in the max)", _softmax_no_keepdim),
+        ],
+        minutes=10,
+        difficulty=2,
+    )
+)
+
+# --------------------------------------------------------------------------- 01.elu
+
+
+def elu(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """Reference for 01.elu: ``x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``; gradient ``alpha`` at 0, no NaN.
+
+    Shape:
+        - x: :math:`(*)`; output: the same shape.
+    """
+    return A.elu(x, alpha)
+
+
+def _observe_value_and_grad(candidate, case):
+    x = case.args[0].clone().requires_grad_(True)
+    y = candidate(x, *case.args[1:], **dict(case.kwargs))
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    return {"output": y.detach(), "gradient": grad}
+
+
+def _elu_cases():
+    g = torch.Generator().manual_seed(2)
+    return [
+        Case("x = -3..3 (step 0.5), alpha=1", (torch.linspace(-3, 3, 13), 1.0)),
+        Case("x = -3..3 (step 0.5), alpha=0.5", (torch.linspace(-3, 3, 13), 0.5)),
+        Case("x = [-1000, -1, 1, 100, 1000], alpha=1", (torch.tensor([-1000.0, -1.0, 1.0, 100.0, 1000.0]), 1.0)),
+        Case("a (3, 4) float64 tensor, alpha=2", (torch.randn(3, 4, generator=g, dtype=torch.float64) * 3, 2.0)),
+    ]
+
+
+register(
+    Exercise(
+        id="01.elu",
+        title="ELU, value and gradient",
+        reference=elu,
+        cases=_elu_cases,
+        observe=_observe_value_and_grad,
+        mistakes=[
+            Mistake("wrong sign", "your negative branch has the wrong sign: it is alpha * (exp(x) - 1), which goes "
+                    "down to -alpha, not alpha * (1 - exp(x))",
+                    lambda x, alpha=1.0: torch.where(x > 0, x, alpha * (1 - torch.exp(torch.where(x > 0, 0.0, x))))),
+            Mistake("no -1", "your negative branch is alpha * exp(x): subtract 1, or ELU jumps from alpha to 0 at x = 0",
+                    lambda x, alpha=1.0: torch.where(x > 0, x, alpha * torch.exp(torch.where(x > 0, 0.0, x)))),
+            Mistake("no alpha", "you forgot to multiply the negative branch by alpha",
+                    lambda x, alpha=1.0: torch.where(x > 0, x, torch.expm1(torch.where(x > 0, 0.0, x)))),
+            Mistake("kink side", "your values are right but the gradient at x = 0 is 1; PyTorch (and the reference) "
+                    "use the negative branch there, whose slope is alpha: write the condition as x > 0, not x >= 0",
+                    lambda x, alpha=1.0: torch.where(x >= 0, x, alpha * torch.expm1(torch.where(x >= 0, 0.0, x)))),
+            Mistake("NaN gradient", "your gradient is NaN at large x: torch.where evaluates both branches, exp(1000) "
+                    "is inf, and the zero gradient of the unused branch times inf is NaN. Exponentiate only the "
+                    "non-positive part: torch.where(x > 0, 0.0, x)",
+                    lambda x, alpha=1.0: torch.where(x > 0, x, alpha * (torch.exp(x) - 1))),
+        ],
+        minutes=10,
+        difficulty=2,
+    )
+)
+
+# --------------------------------------------------------------------------- 01.hardsigmoid
+
+
+def hardsigmoid(x: torch.Tensor) -> torch.Tensor:
+    """Reference for 01.hardsigmoid: 0 for ``x <= -3``, 1 for ``x >= 3``, else ``x / 6 + 1 / 2``.
+
+    Shape:
+        - x: :math:`(*)`; output: the same shape.
+    """
+    return A.hardsigmoid(x)
+
+
+def _hardsigmoid_cases():
+    g = torch.Generator().manual_seed(3)
+    return [
+        Case("x = -5..5 (step 0.5)", (torch.linspace(-5, 5, 21),)),
+        Case("a (4, 5) float64 tensor", (torch.randn(4, 5, generator=g, dtype=torch.float64) * 4,)),
+    ]
+
+
+register(
+    Exercise(
+        id="01.hardsigmoid",
+        title="Hardsigmoid, as PyTorch defines it",
+        reference=hardsigmoid,
+        cases=_hardsigmoid_cases,
+        mistakes=[
+            Mistake("x/6", "the middle piece is x/6 + 1/2, not x/6: with x/6 the function jumps at -3 and 3 and is 0 "
+                    "at x = 0, where a sigmoid is 1/2",
+                    lambda x: torch.where(x <= -3, 0.0, torch.where(x >= 3, 1.0, x / 6))),
+            Mistake("no clipping", "x/6 + 1/2 must be clipped: 0 for x <= -3 and 1 for x >= 3",
+                    lambda x: x / 6 + 0.5),
+            Mistake("smooth sigmoid", "that is the smooth sigmoid 1/(1 + exp(-x)); the hard version is piecewise "
+                    "linear: 0, then x/6 + 1/2, then 1", lambda x: 1 / (1 + torch.exp(-x))),
+        ],
+        minutes=5,
+        difficulty=1,
+    )
+)

@@ -1,1 +1,251 @@
-"""Exercises of notebook 04 (registered on import)."""
+"""Exercises of notebook 04 (registered on import): split the heads, build MultiheadAttention's
+additive mask, and write ``multi_head_attention_forward`` itself."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .core import Case, Exercise, Mistake, register
+
+# --------------------------------------------------------------------------- 04.split_heads
+
+
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Reference for 04.split_heads: (L, N, E) -> (N * num_heads, L, head_dim), batch-major.
+
+    Row ``n * num_heads + h`` of the result holds head ``h`` of sequence ``n``, as in
+    ``F.multi_head_attention_forward``.
+    """
+    L, N, E = x.shape
+    return x.reshape(L, N * num_heads, E // num_heads).transpose(0, 1)  # (L, N*h, d_h) -> (N*h, L, d_h)
+
+
+def _split_cases():
+    g = torch.Generator().manual_seed(11)
+    return [
+        Case("x of shape (3, 2, 8), num_heads=2", (torch.randn(3, 2, 8, generator=g), 2)),
+        Case("x of shape (4, 3, 12), num_heads=4", (torch.randn(4, 3, 12, generator=g), 4)),
+    ]
+
+
+def _split_head_major(x, num_heads):
+    L, N, E = x.shape
+    return x.reshape(L, N, num_heads, E // num_heads).permute(2, 1, 0, 3).reshape(num_heads * N, L, E // num_heads)
+
+
+def _split_reshape_only(x, num_heads):
+    L, N, E = x.shape
+    return x.reshape(N * num_heads, L, E // num_heads)
+
+
+def _split_interleaved(x, num_heads):
+    L, N, E = x.shape
+    d = E // num_heads
+    return x.reshape(L, N, d, num_heads).transpose(-1, -2).reshape(L, N * num_heads, d).transpose(0, 1)
+
+
+register(
+    Exercise(
+        id="04.split_heads",
+        title="Split (L, N, E) into (N * num_heads, L, head_dim), batch-major",
+        reference=split_heads,
+        cases=_split_cases,
+        mistakes=[
+            Mistake("head-major", "your rows are laid out head-major (h * N + n); PyTorch's (N * num_heads) axis is batch-major: "
+                    "row n * num_heads + h is head h of sequence n", _split_head_major),
+            Mistake("reshape without transpose", "you reshaped (L, N, E) straight to (N * h, L, d_h), which scrambles positions "
+                    "and sequences: reshape to (L, N * h, d_h) first, then transpose(0, 1)", _split_reshape_only),
+            Mistake("interleaved features", "each head must get a CONTIGUOUS block of head_dim features (head h = features "
+                    "h*d_h .. (h+1)*d_h - 1); you split E as (head_dim, num_heads)", _split_interleaved),
+        ],
+        minutes=6,
+        difficulty=1,
+    )
+)
+
+# --------------------------------------------------------------------------- 04.merge_masks
+
+
+def merge_masks(attn_mask: torch.Tensor, key_padding_mask: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Reference for 04.merge_masks: MultiheadAttention-style boolean masks -> one additive float mask.
+
+    Args:
+        attn_mask: (N, L, S) bool, one mask per sequence, True = blocked.
+        key_padding_mask: (N, S) bool, True = padding (blocked for every query).
+        num_heads: h.
+
+    Returns:
+        (N * h, L, S) float32 mask, batch-major, -inf where blocked and 0 elsewhere.
+    """
+    blocked = attn_mask | key_padding_mask[:, None, :]  # (N, L, S): blocked by either mask
+    additive = torch.zeros(blocked.shape).masked_fill(blocked, float("-inf"))  # (N, L, S)
+    return additive.repeat_interleave(num_heads, dim=0)  # (N*h, L, S), row n*h + head
+
+
+def _merge_cases():
+    g = torch.Generator().manual_seed(13)
+
+    def case(N, L, S, h, label):
+        attn = torch.rand(N, L, S, generator=g) > 0.6  # (N, L, S)
+        kpm = torch.zeros(N, S, dtype=torch.bool)
+        kpm[0, -1] = True  # the first sequence has one padding key
+        return Case(label, (attn, kpm, h))
+
+    return [case(2, 3, 4, 2, "N=2, L=3, S=4, num_heads=2"), case(3, 2, 5, 3, "N=3, L=2, S=5, num_heads=3")]
+
+
+def _merge_head_major(attn, kpm, h):
+    blocked = attn | kpm[:, None, :]
+    return torch.zeros(blocked.shape).masked_fill(blocked, float("-inf")).repeat(h, 1, 1)
+
+
+def _merge_sdpa_meaning(attn, kpm, h):
+    blocked = attn | kpm[:, None, :]
+    return torch.zeros(blocked.shape).masked_fill(~blocked, float("-inf")).repeat_interleave(h, dim=0)
+
+
+def _merge_and(attn, kpm, h):
+    blocked = attn & kpm[:, None, :]
+    return torch.zeros(blocked.shape).masked_fill(blocked, float("-inf")).repeat_interleave(h, dim=0)
+
+
+def _merge_zero_one(attn, kpm, h):
+    blocked = attn | kpm[:, None, :]
+    return blocked.float().repeat_interleave(h, dim=0)
+
+
+def _merge_no_kpm(attn, kpm, h):
+    return torch.zeros(attn.shape).masked_fill(attn, float("-inf")).repeat_interleave(h, dim=0)
+
+
+register(
+    Exercise(
+        id="04.merge_masks",
+        title="Merge an attention mask and a padding mask into MultiheadAttention's (N*h, L, S) float mask",
+        reference=merge_masks,
+        cases=_merge_cases,
+        mistakes=[
+            Mistake("head-major", "your (N * h) axis is head-major (.repeat): MultiheadAttention reads row n * num_heads + head, "
+                    "so each sequence's mask must be repeated num_heads times in a row (.repeat_interleave(num_heads, dim=0))",
+                    _merge_head_major),
+            Mistake("SDPA meaning", "you gave the boolean masks the F.scaled_dot_product_attention meaning (True = attend); in "
+                    "MultiheadAttention True means BLOCKED: put -inf where the masks are True", _merge_sdpa_meaning),
+            Mistake("and instead of or", "a key is blocked if EITHER mask blocks it: combine with | (or), not & (and)", _merge_and),
+            Mistake("0/1 mask", "a float mask is ADDED to the scores, so 1.0 barely changes them: use -inf where blocked, 0 elsewhere",
+                    _merge_zero_one),
+            Mistake("padding ignored", "the key_padding_mask is missing: padded keys must be blocked for every query "
+                    "(key_padding_mask[:, None, :] broadcasts it over L)", _merge_no_kpm),
+        ],
+        minutes=8,
+        difficulty=2,
+    )
+)
+
+# --------------------------------------------------------------------------- 04.mha_forward
+
+
+def mha_forward(query, key, value, num_heads, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, attn_mask=None):
+    """Reference for 04.mha_forward: ``F.multi_head_attention_forward`` without the options.
+
+    Args:
+        query: (L, N, E); key, value: (S, N, E).
+        num_heads: h, dividing E.
+        in_proj_weight: (3E, E) = [W_q; W_k; W_v]; in_proj_bias: (3E,).
+        out_proj_weight: (E, E); out_proj_bias: (E,).
+        attn_mask: None or a bool (L, S) mask, True = blocked (MultiheadAttention's meaning).
+
+    Returns:
+        (output (L, N, E), weights (N, h, L, S) per head).
+    """
+    L, N, E = query.shape
+    S = key.shape[0]
+    d_h = E // num_heads
+    w_q, w_k, w_v = in_proj_weight.chunk(3)  # (E, E) each: rows [W_q; W_k; W_v]
+    b_q, b_k, b_v = in_proj_bias.chunk(3)  # (E,) each
+    q = F.linear(query, w_q, b_q)  # (L, N, E)
+    k = F.linear(key, w_k, b_k)  # (S, N, E)
+    v = F.linear(value, w_v, b_v)  # (S, N, E)
+    q = q.reshape(L, N * num_heads, d_h).transpose(0, 1)  # (N*h, L, d_h)
+    k = k.reshape(S, N * num_heads, d_h).transpose(0, 1)  # (N*h, S, d_h)
+    v = v.reshape(S, N * num_heads, d_h).transpose(0, 1)  # (N*h, S, d_h)
+    scores = (q * math.sqrt(1.0 / d_h)) @ k.transpose(-2, -1)  # (N*h, L, S), q scaled first
+    if attn_mask is not None:
+        scores = scores.masked_fill(attn_mask, float("-inf"))  # True = blocked
+    weights = F.softmax(scores, dim=-1)  # (N*h, L, S)
+    out = weights @ v  # (N*h, L, d_h)
+    out = out.transpose(0, 1).reshape(L, N, E)  # (L, N, E), heads side by side
+    out = F.linear(out, out_proj_weight, out_proj_bias)  # (L, N, E)
+    return out, weights.view(N, num_heads, L, S)
+
+
+def _mha_cases():
+    g = torch.Generator().manual_seed(17)
+
+    def params(E):
+        return (torch.randn(3 * E, E, generator=g) * E**-0.5, torch.randn(3 * E, generator=g) * 0.5,
+                torch.randn(E, E, generator=g) * E**-0.5, torch.randn(E, generator=g) * 0.5)
+
+    x = torch.randn(4, 2, 8, generator=g)
+    mask = torch.ones(4, 4, dtype=torch.bool).triu(1)  # causal, True = blocked
+    mem = torch.randn(5, 3, 12, generator=g)
+    tgt = torch.randn(3, 3, 12, generator=g)
+    cross_mask = torch.rand(3, 5, generator=g) > 0.6
+    cross_mask[:, 0] = False
+    return [
+        Case("self-attention, E=8, 2 heads, no mask", (x, x, x, 2, *params(8))),
+        Case("self-attention, E=8, 2 heads, causal mask", (x, x, x, 2, *params(8)), {"attn_mask": mask}),
+        Case("cross-attention L=3, S=5, E=12, 3 heads, a random mask", (tgt, mem, mem, 3, *params(12)), {"attn_mask": cross_mask}),
+    ]
+
+
+def _mha_variant(*, sdpa_mask=False, scale_e=False, head_major=False, no_out_proj=False):
+    def forward(query, key, value, num_heads, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, attn_mask=None):
+        L, N, E = query.shape
+        S = key.shape[0]
+        d_h = E // num_heads
+        w_q, w_k, w_v = in_proj_weight.chunk(3)
+        b_q, b_k, b_v = in_proj_bias.chunk(3)
+        q, k, v = F.linear(query, w_q, b_q), F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
+        split = _split_head_major if head_major else split_heads
+        q, k, v = split(q, num_heads), split(k, num_heads), split(v, num_heads)
+        scale = math.sqrt(1.0 / (E if scale_e else d_h))
+        scores = (q * scale) @ k.transpose(-2, -1)
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask if sdpa_mask else attn_mask, float("-inf"))
+        weights = F.softmax(scores, dim=-1)
+        out = weights @ v
+        out = out.transpose(0, 1).reshape(L, N, E)  # merged batch-major, as it should be
+        weights = weights.view(N, num_heads, L, S)
+        if not no_out_proj:
+            out = F.linear(out, out_proj_weight, out_proj_bias)
+        return out, weights
+
+    return forward
+
+
+register(
+    Exercise(
+        id="04.mha_forward",
+        title="multi_head_attention_forward, step by step",
+        reference=mha_forward,
+        cases=_mha_cases,
+        mistakes=[
+            Mistake("scaled by E", "you scaled by sqrt(E); each head's dot product sums head_dim = E // num_heads terms, so scale by "
+                    "sqrt(1 / head_dim)", _mha_variant(scale_e=True)),
+            Mistake("no out_proj", "the output projection is missing: finish with F.linear(out, out_proj_weight, out_proj_bias)",
+                    _mha_variant(no_out_proj=True)),
+            Mistake("bool mask with the SDPA meaning", "you read the boolean attn_mask as True = attend (F.scaled_dot_product_attention's "
+                    "meaning); in MultiheadAttention True means BLOCKED", _mha_variant(sdpa_mask=True)),
+            Mistake("head-major", "you split the heads head-major (row h * N + n) but PyTorch's (N * h) axis, and the merge "
+                    "back to (L, N, E), are batch-major (row n * num_heads + h): reshape to (L, N * h, d_h), then transpose(0, 1)",
+                    _mha_variant(head_major=True)),
+        ],
+        atol=1e-5,
+        rtol=1e-4,
+        minutes=20,
+        difficulty=3,
+    )
+)

@@ -1,0 +1,322 @@
+"""Browser tests: the course as a learner sees it, in JupyterLab and in the HTML handouts.
+
+``make test-browser`` runs this folder (the plain ``make test`` skips it: see pyproject's
+``--ignore``). It needs Debian's Chromium at ``/usr/bin/chromium`` (``apt-get install -y
+chromium``; ``.ci/run`` installs it) and drives it with the Playwright Python package; no
+browser is ever downloaded. The fixtures here start and stop everything themselves:
+
+* ``lab``: JupyterLab on 127.0.0.1 (a free port, no token) serving a temporary copy of
+  ``notebooks/``, configured by ``tests/browser/jupyter_config/`` (``JUPYTER_CONFIG_DIR``);
+* ``browser``: headless Chromium; ``context`` and ``page`` give each test a fresh profile in
+  which every request to an address outside this machine is blocked and recorded.
+
+Every wait is bounded; failures say what was waited for. Screenshots and a timing table go
+to ``build/screenshots/``.
+
+Environment knobs:
+    COURSE_CHROMIUM: the Chromium binary (default /usr/bin/chromium).
+    COURSE_BROWSER_NOTEBOOK_TIMEOUT: seconds allowed for one notebook's run-all (default 600).
+    COURSE_BROWSER_NOTEBOOKS: the folder of notebooks to run in JupyterLab (default notebooks/;
+        ``build/student`` after ``make student`` tries the student edition).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = Path(__file__).resolve().parent / "jupyter_config"
+SCREENSHOTS = ROOT / "build" / "screenshots"
+CHROMIUM = Path(os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium"))
+# Headless, and quiet on a closed network: without the background-networking flags Chromium
+# keeps trying to reach Google's services.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--no-first-run",
+    "--disable-quic",
+    "--metrics-recording-only",
+    "--no-default-browser-check",
+]
+# The notebooks to run in JupyterLab: the solution edition, or another folder of course
+# notebooks, e.g. the student edition: `COURSE_BROWSER_NOTEBOOKS=build/student make test-browser`.
+NOTEBOOK_DIR = Path(os.environ.get("COURSE_BROWSER_NOTEBOOKS", ROOT / "notebooks"))
+if not NOTEBOOK_DIR.is_absolute():
+    NOTEBOOK_DIR = ROOT / NOTEBOOK_DIR
+SERVER_START_TIMEOUT_S = 120
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+TIMINGS: list[tuple[str, dict[str, float]]] = []
+
+
+def record_timing(name: str, **seconds: float) -> None:
+    """Remember the phases of one test for the summary table (see pytest_terminal_summary)."""
+    TIMINGS.append((name, seconds))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001 (pytest hook signature)
+    if not TIMINGS:
+        return
+    lines = []
+    for name, phases in TIMINGS:
+        parts = ", ".join(f"{phase} {value:.1f}s" for phase, value in phases.items())
+        lines.append(f"{name:45s} {parts}")
+    terminalreporter.write_sep("-", "browser timings (seconds)")
+    for line in lines:
+        terminalreporter.write_line(line)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (SCREENSHOTS / "timings.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def course_notebooks() -> list[Path]:
+    """The notebooks under test, found by glob so that new ones are covered automatically."""
+    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def handout_notebooks() -> list[Path]:
+    """The notebooks the HTML handouts are made from: always the solution edition."""
+    return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrize tests taking ``notebook`` (JupyterLab) or ``handout`` (HTML) by glob."""
+    for name, paths in (("notebook", course_notebooks), ("handout", handout_notebooks)):
+        if name in metafunc.fixturenames:
+            found = paths()
+            metafunc.parametrize(name, found, ids=[path.stem for path in found])
+
+
+@pytest.fixture(scope="session")
+def handout_paths() -> list[Path]:
+    return handout_notebooks()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class LabServer:
+    """A running JupyterLab: its URL, the folder it serves and its log."""
+
+    url: str
+    root: Path
+    log: Path
+    process: subprocess.Popen = field(repr=False)
+    started_in: float = 0.0
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log, lines)
+
+
+def _wait_for_server(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last_error = "no answer yet"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"JupyterLab exited with code {process.returncode} before answering. Its log:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(f"{url}/api/status", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last_error = str(exc)
+        time.sleep(0.25)
+    pytest.fail(f"JupyterLab did not answer {url}/api/status within {timeout:.0f}s ({last_error}). Its log:\n{_tail(log)}")
+
+
+def _stop_server(server: LabServer) -> None:
+    """Shut JupyterLab down (kernels included); escalate to signals if it does not go."""
+    process = server.process
+    if process.poll() is None:
+        try:  # the REST shutdown also stops the kernels, which live in their own sessions
+            request = urllib.request.Request(f"{server.url}/api/shutdown", method="POST")
+            urllib.request.urlopen(request, timeout=10).close()
+        except (urllib.error.URLError, OSError):
+            pass
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if process.poll() is not None:
+            break
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory) -> LabServer:
+    """JupyterLab serving a scratch copy of the notebooks (so autosave never touches the repo)."""
+    if not NOTEBOOK_DIR.is_dir():
+        pytest.fail(f"COURSE_BROWSER_NOTEBOOKS: {NOTEBOOK_DIR} is not a folder (run `make student` for build/student)")
+    base = tmp_path_factory.mktemp("lab")
+    root = base / "notebooks"
+    shutil.copytree(NOTEBOOK_DIR, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    state = base / "state"
+    (state / "user-settings").mkdir(parents=True)
+    (state / "workspaces").mkdir()
+    port = _free_port()
+    env = dict(os.environ)
+    env.update(
+        JUPYTER_CONFIG_DIR=str(CONFIG_DIR),
+        JUPYTER_RUNTIME_DIR=str(state / "runtime"),
+        JUPYTER_PLATFORM_DIRS="1",
+        COURSE_BROWSER_ROOT=str(root),
+        COURSE_BROWSER_PORT=str(port),
+        COURSE_BROWSER_STATE=str(state),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+    )
+    log = base / "jupyterlab.log"
+    start = time.monotonic()
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--no-browser"],
+            cwd=root,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    server = LabServer(url=f"http://127.0.0.1:{port}", root=root, log=log, process=process)
+    try:
+        _wait_for_server(server.url, process, log, SERVER_START_TIMEOUT_S)
+        server.started_in = time.monotonic() - start
+        record_timing("JupyterLab server start", start=server.started_in)
+        yield server
+    finally:
+        _stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium, driven by Playwright (never a downloaded browser)."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}. Install Debian's package: `apt-get install -y chromium` "
+            "(.ci/run does this), or point COURSE_CHROMIUM at a Chromium binary."
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=60_000
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class Traffic:
+    """What a page asked the network for: blocked outside requests, failures, console errors."""
+
+    blocked: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+
+    def report(self) -> str:
+        parts = []
+        if self.blocked:
+            parts.append("requests to outside addresses (blocked): " + ", ".join(self.blocked[:10]))
+        if self.failed:
+            parts.append("failed requests: " + ", ".join(self.failed[:10]))
+        if self.console_errors:
+            parts.append("console errors: " + " | ".join(self.console_errors[:5]))
+        return "; ".join(parts) or "no network problems, no console errors"
+
+
+def _is_outside(url: str) -> bool:
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https", "ws", "wss", "ftp"):
+        return (parsed.hostname or "") not in LOCAL_HOSTS
+    return False
+
+
+@pytest.fixture
+def traffic() -> Traffic:
+    return Traffic()
+
+
+@pytest.fixture
+def context(browser, traffic):
+    """A fresh browser context that blocks (and records) every request leaving this machine."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
+    context.set_default_timeout(30_000)
+
+    def guard(route):
+        url = route.request.url
+        if _is_outside(url):
+            traffic.blocked.append(url)
+            route.abort("blockedbyclient")
+        else:
+            route.continue_()
+
+    context.route(lambda url: _is_outside(url), guard)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context, traffic):
+    page = context.new_page()
+    page.on("console", lambda msg: traffic.console_errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: traffic.console_errors.append(f"uncaught: {exc}"))
+    page.on(
+        "requestfailed",
+        # MathJax probes a font at about:blank on purpose; that failure is expected
+        lambda request: traffic.failed.append(f"{request.url[:120]} ({request.failure})")
+        if not _is_outside(request.url) and request.url != "about:blank"
+        else None,
+    )
+    yield page
+    page.close()
+
+
+@pytest.fixture(scope="session")
+def timings():
+    """``timings(name, phase=seconds, ...)`` adds a row to the timing table."""
+    return record_timing
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS

@@ -1,0 +1,166 @@
+"""The HTML handouts (``make html``), opened from disk in Chromium with the network blocked.
+
+The handouts are built into a scratch folder with ``course_utils.tooling.html.build`` (what
+``make html`` runs), then every page is opened through ``file://`` as on a laptop with no
+network. Each page must: request nothing outside this machine and load every local file it
+asks for; typeset its math with the local MathJax (no TeX errors); show every plot and the
+static picture of every interactive explorer; link only to pages that exist.
+Screenshots: ``build/screenshots/html/``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import nbformat
+import pytest
+
+from course_utils.tooling.html import EDITIONS, build
+
+SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "build" / "screenshots" / "html"
+MATHJAX_TIMEOUT_S = 60
+
+# Installed before any page script runs: MathJax 2 reads `window.MathJax` as its configuration,
+# and AuthorInit lets the test record TeX errors that would otherwise only show on screen.
+MATHJAX_PROBE = """
+window.__courseMathErrors = [];
+window.MathJax = {AuthorInit: function () {
+    MathJax.Hub.Register.MessageHook("TeX Jax - parse error", function (m) { window.__courseMathErrors.push(String(m[1])); });
+    MathJax.Hub.Register.MessageHook("Math Processing Error", function (m) { window.__courseMathErrors.push(String(m[2] || m[1])); });
+}};
+"""
+
+MATHJAX_DONE = """async (timeoutMs) => {
+    if (!window.MathJax || !window.MathJax.Hub) return 'MathJax did not load';
+    // wait for the end of MathJax's startup, then for its queue (the first typeset) to drain;
+    // queueing from inside the startup hook itself would deadlock
+    const done = async () => {
+        await new Promise(resolve => MathJax.Hub.Register.StartupHook('End', resolve));
+        await new Promise(resolve => MathJax.Hub.Queue(resolve));
+        return 'done';
+    };
+    const timeout = new Promise(resolve => setTimeout(() => resolve('timeout'), timeoutMs));
+    return await Promise.race([done(), timeout]);
+}"""
+
+PAGE_FACTS = """() => {
+    const images = Array.from(document.images);
+    const output = window.MathJax && MathJax.OutputJax && MathJax.OutputJax['HTML-CSS'];
+    return {
+        math: document.querySelectorAll('.MathJax, .MathJax_Display, .MathJax_SVG').length,
+        mathErrors: window.__courseMathErrors || [],
+        mathErrorNodes: document.querySelectorAll('.merror, .noError, .MathJax_Error').length,
+        mathFont: output ? String(output.fontInUse) : null,
+        images: images.length,
+        brokenImages: images.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src.slice(0, 80)),
+        widgetScripts: document.querySelectorAll('script[type*="jupyter.widget"]').length,
+        text: document.body.innerText,
+        links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+    };
+}"""
+
+_CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
+_MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+\$|\\\(.+?\\\)|\\\[.+?\\\]", re.DOTALL)
+
+
+@pytest.fixture(scope="session")
+def handouts(tmp_path_factory, timings, handout_paths):
+    out = tmp_path_factory.mktemp("html")
+    start = time.monotonic()
+    build(out, notebooks=handout_paths)
+    timings("html/build (all pages)", build=time.monotonic() - start)
+    return out
+
+
+def _expected(notebook: Path, edition: str) -> dict[str, int]:
+    """What a page should show, counted from the notebook itself."""
+    nb = nbformat.read(notebook, as_version=4)
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    math = len(_MATH.findall(_CODE.sub("", markdown)))
+    images = explorers = 0
+    if edition == "solution":
+        for cell in nb.cells:
+            for out in cell.get("outputs", []):
+                data = out.get("data", {})
+                images += any(m in data for m in ("image/png", "image/jpeg", "image/svg+xml"))
+                explorers += "application/vnd.jupyter.widget-view+json" in data
+    return {"math": math, "images": images, "explorers": explorers}
+
+
+def _open(page, path: Path) -> dict:
+    page.add_init_script(MATHJAX_PROBE)
+    page.goto(path.as_uri(), wait_until="load", timeout=60_000)
+    state = page.evaluate(MATHJAX_DONE, MATHJAX_TIMEOUT_S * 1000)
+    facts = page.evaluate(PAGE_FACTS)
+    facts["mathjax"] = state
+    return facts
+
+
+def _dead_links(facts: dict) -> list[str]:
+    dead = []
+    for href in facts["links"]:
+        url = urlparse(href)
+        if url.scheme == "file" and not Path(unquote(url.path)).exists():
+            dead.append(href)
+    return dead
+
+
+def _handouts_of(handouts: Path, notebook: Path, edition: str) -> Path:
+    return handouts / edition / f"{notebook.stem}.html"
+
+
+def test_course_map_opens_offline(handouts, handout_paths, page, traffic, timings):
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    facts = _open(page, handouts / "index.html")
+    page.screenshot(path=str(SCREENSHOT_DIR / "index.png"), full_page=True)
+    timings("html/index", open=time.monotonic() - start)
+    problems = []
+    for notebook in handout_paths:
+        for edition in EDITIONS:
+            target = _handouts_of(handouts, notebook, edition).as_uri()
+            if target not in facts["links"]:
+                problems.append(f"no link to the {edition} edition of {notebook.stem}")
+    problems += [f"dead link {href}" for href in _dead_links(facts)]
+    if traffic.blocked or traffic.failed:
+        problems.append(traffic.report())
+    assert not problems, "course map (index.html): " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_handout_opens_offline(handouts, handout, edition, page, traffic, timings):
+    path = _handouts_of(handouts, handout, edition)
+    assert path.is_file(), f"{path} was not written"
+    start = time.monotonic()
+    facts = _open(page, path)
+    folder = SCREENSHOT_DIR / edition
+    folder.mkdir(parents=True, exist_ok=True)
+    shot = folder / f"{handout.stem}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    timings(f"html/{edition}/{handout.stem}", open=time.monotonic() - start)
+
+    expected = _expected(handout, edition)
+    problems = []
+    if facts["mathjax"] != "done":
+        problems.append(f"MathJax: {facts['mathjax']} (after {MATHJAX_TIMEOUT_S}s)")
+    if expected["math"] and not facts["math"]:
+        problems.append(f"the markdown has {expected['math']} math expression(s) but none was typeset")
+    if facts["mathErrors"] or facts["mathErrorNodes"]:
+        problems.append(f"TeX errors: {facts['mathErrors'][:5]} ({facts['mathErrorNodes']} error node(s) on the page)")
+    if facts["math"] and facts["mathFont"] != "STIX-Web":
+        problems.append(f"MathJax fell back to font {facts['mathFont']!r}: the local web fonts did not load")
+    if facts["brokenImages"]:
+        problems.append(f"images that did not load: {facts['brokenImages'][:5]}")
+    if facts["images"] < expected["images"]:
+        problems.append(f"{expected['images']} image outputs in the notebook, {facts['images']} images on the page")
+    if facts["widgetScripts"] or "Interactive explorer:" in facts["text"]:
+        problems.append(
+            f"{expected['explorers']} explorer(s): a widget view or its text stands where the static picture should be"
+        )
+    problems += [f"dead link {href}" for href in _dead_links(facts)]
+    if traffic.blocked or traffic.failed:
+        problems.append(traffic.report())
+    assert not problems, f"{path.name} ({edition} edition, screenshot {shot}):\n  " + "\n  ".join(problems)

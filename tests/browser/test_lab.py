@@ -1,0 +1,276 @@
+"""Every notebook, run in JupyterLab in a real browser, as a learner would.
+
+For each ``notebooks/NN_*.ipynb`` (found by glob in conftest.py, so new notebooks are
+covered; ``COURSE_BROWSER_NOTEBOOKS`` picks another folder): open it,
+run all cells, wait for the kernel, then assert that
+
+* every code cell ran and no cell shows an error (cells tagged ``raises-exception`` may);
+* every widget output rendered as a live widget (not an error, not the static fallback);
+* every interactive explorer (CSS class ``course-explorer``) redraws its figure when its
+  first control moves (the other controls are moved too and reported);
+* nothing was requested from outside this machine.
+
+Screenshots: ``build/screenshots/lab/NN_name.png`` (the whole notebook after the run) and
+``NN_name.explorer-K.{before,after}.png`` for each explorer.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+NOTEBOOK_TIMEOUT_S = float(os.environ.get("COURSE_BROWSER_NOTEBOOK_TIMEOUT", "600"))
+KERNEL_READY_TIMEOUT_S = 120
+WIDGETS_TIMEOUT_S = 60
+REDRAW_TIMEOUT_S = 30
+MAX_SCREENSHOT_HEIGHT = 16_000
+SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "build" / "screenshots" / "lab"  # Chromium's largest texture; taller notebooks are cut
+
+# JavaScript run in the page. `window.jupyterapp` is exposed by the test server config.
+_FIND_PANEL = """
+const findPanel = (name) => Array.from(window.jupyterapp.shell.widgets('main'))
+    .find(w => w.context && w.context.path === name && w.content && w.content.widgets);
+"""
+
+KERNEL_IDLE = (
+    "(name) => {"
+    + _FIND_PANEL
+    + """
+    const panel = findPanel(name);
+    const kernel = panel && panel.sessionContext.session && panel.sessionContext.session.kernel;
+    return !!kernel && kernel.status === 'idle' && panel.content.widgets.length > 0;
+}"""
+)
+
+RUN_ALL = (
+    "async ([name, timeoutMs]) => {"
+    + _FIND_PANEL
+    + """
+    const app = window.jupyterapp;
+    const panel = findPanel(name);
+    app.shell.activateById(panel.id);
+    const run = app.commands.execute('notebook:run-all-cells')
+        .then(ok => ok ? 'ok' : 'stopped', err => 'error: ' + err);
+    const timeout = new Promise(resolve => setTimeout(() => resolve('timeout'), timeoutMs));
+    return await Promise.race([run, timeout]);
+}"""
+)
+
+# One record per cell: what ran, what it printed, and how its outputs were rendered.
+CELLS = (
+    "(name) => {"
+    + _FIND_PANEL
+    + """
+    const panel = findPanel(name);
+    const WIDGET = 'application/vnd.jupyter.widget-view+json';
+    return panel.content.widgets.map((cell, index) => {
+        const json = cell.model.toJSON();
+        const outputs = (json.outputs || []).map(o => ({
+            type: o.output_type, ename: o.ename || '', evalue: o.evalue || '',
+            widget: !!(o.data && o.data[WIDGET]),
+        }));
+        // top-level rendered outputs (outputs nested in an Output widget are skipped)
+        const rendered = Array.from(cell.node.querySelectorAll('.jp-OutputArea-output'))
+            .filter(e => e.parentElement.closest('.jp-OutputArea-output') === null);
+        const widgetViews = rendered.filter(e => e.firstElementChild
+            && e.firstElementChild.classList.contains('jupyter-widgets')).length;
+        const text = cell.node.innerText || '';
+        return {
+            index, type: json.cell_type, tags: (json.metadata && json.metadata.tags) || [],
+            source: String(json.source).trim().split('\\n')[0].slice(0, 80),
+            count: json.execution_count === undefined ? null : json.execution_count,
+            outputs, widgetViews,
+            widgetError: text.includes('Error displaying widget') || text.includes('Error rendering widget'),
+        };
+    });
+}"""
+)
+
+EXPLORER_STATE = """(explorer) => {
+    const img = explorer.querySelector('.widget-output img, .jp-OutputArea-output img');
+    const sliders = Array.from(explorer.querySelectorAll('.widget-slider')).map(s => {
+        const handle = s.querySelector('.noUi-handle');
+        return {
+            kind: 'slider',
+            label: (s.querySelector('.widget-label') || {}).innerText || '',
+            value: (s.querySelector('.widget-readout') || {}).innerText || '',
+            now: handle ? Number(handle.getAttribute('aria-valuenow')) : null,
+            max: handle ? Number(handle.getAttribute('aria-valuemax')) : null,
+        };
+    });
+    const dropdowns = Array.from(explorer.querySelectorAll('.widget-dropdown')).map(d => ({
+        kind: 'dropdown',
+        label: (d.querySelector('.widget-label') || {}).innerText || '',
+        value: d.querySelector('select').value,
+        options: Array.from(d.querySelector('select').options).map(o => o.value),
+    }));
+    return {src: img ? img.src : null, title: (explorer.querySelector('.widget-html') || {}).innerText || '',
+            controls: [...sliders, ...dropdowns]};
+}"""
+
+
+def _open_notebook(page, lab, name: str) -> None:
+    page.goto(f"{lab.url}/lab/tree/{name}?reset", wait_until="domcontentloaded", timeout=60_000)
+    try:
+        page.wait_for_function("() => !!window.jupyterapp", timeout=60_000)
+        page.wait_for_function(KERNEL_IDLE, arg=name, timeout=KERNEL_READY_TIMEOUT_S * 1000, polling=250)
+    except Exception as exc:
+        shot = SCREENSHOT_DIR / f"{Path(name).stem}.not-ready.png"
+        page.screenshot(path=str(shot))
+        dialog = page.locator(".jp-Dialog")
+        shown = f" A dialog is open: {dialog.first.inner_text()[:300]!r}." if dialog.count() else ""
+        pytest.fail(
+            f"{name}: JupyterLab did not open the notebook with an idle kernel within {KERNEL_READY_TIMEOUT_S}s "
+            f"({type(exc).__name__}).{shown} Screenshot: {shot}. Server log:\n{lab.log_tail(15)}"
+        )
+
+
+def _problems(cells: list[dict]) -> list[str]:
+    problems = []
+    for cell in cells:
+        if cell["type"] != "code" or not cell["source"]:
+            continue
+        where = f"cell {cell['index']} ({cell['source']!r})"
+        if cell["count"] is None:
+            problems.append(f"{where} did not run")
+        if "raises-exception" not in cell["tags"]:
+            for out in cell["outputs"]:
+                if out["type"] == "error":
+                    problems.append(f"{where} raised {out['ename']}: {out['evalue'][:200]}")
+        expected = sum(out["widget"] for out in cell["outputs"])
+        if cell["widgetError"]:
+            problems.append(f"{where}: JupyterLab shows 'Error displaying widget'")
+        elif cell["widgetViews"] != expected:
+            problems.append(f"{where}: {expected} widget output(s), {cell['widgetViews']} rendered as widgets")
+    return problems
+
+
+def _widgets_settled(page, name: str) -> list[dict]:
+    """Cells, once every widget output has rendered (or the bounded wait ran out)."""
+    deadline = time.monotonic() + WIDGETS_TIMEOUT_S
+    while True:
+        cells = page.evaluate(CELLS, name)
+        pending = [c for c in cells if c["widgetViews"] < sum(o["widget"] for o in c["outputs"])]
+        if not pending or time.monotonic() > deadline:
+            return cells
+        time.sleep(0.5)
+
+
+def _move(page, explorer, control_index: int, control: dict) -> str:
+    """Move one control of an explorer; return a description of the move."""
+    if control["kind"] == "dropdown":
+        select = explorer.locator(".widget-dropdown select").nth(control_index - _n_sliders(explorer))
+        other = next(v for v in control["options"] if v != control["value"])
+        select.select_option(other)
+        return f"dropdown {control['label']!r}: {control['value']} -> {other}"
+    handle = explorer.locator(".widget-slider .noUi-handle").nth(control_index)
+    handle.scroll_into_view_if_needed()
+    handle.focus()
+    key = "ArrowRight" if control["now"] is None or control["max"] is None or control["now"] < control["max"] else "ArrowLeft"
+    handle.press(key)
+    return f"slider {control['label']!r} from {control['value']} ({key})"
+
+
+def _n_sliders(explorer) -> int:
+    return explorer.locator(".widget-slider").count()
+
+
+def _wait_for_new_figure(page, explorer, before: str | None, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = explorer.evaluate(EXPLORER_STATE)["src"]
+        if now and now != before:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _exercise_explorers(page, name: str, stem: str, screenshots) -> tuple[list[str], list[str]]:
+    """Move every control of every explorer. Returns (failures, notes)."""
+    failures, notes = [], []
+    explorers = page.locator(".course-explorer")
+    for k in range(explorers.count()):
+        explorer = explorers.nth(k)
+        explorer.scroll_into_view_if_needed()
+        state = explorer.evaluate(EXPLORER_STATE)
+        label = f"explorer {k} ({state['title'][:60]!r})"
+        if not state["src"]:
+            failures.append(f"{label}: no figure (<img>) inside its Output widget")
+            continue
+        if not state["controls"]:
+            failures.append(f"{label}: no IntSlider/SelectionSlider/Dropdown control found")
+            continue
+        explorer.screenshot(path=str(screenshots / f"{stem}.explorer-{k}.before.png"))
+        for i, control in enumerate(state["controls"]):
+            before = explorer.evaluate(EXPLORER_STATE)["src"]
+            move = _move(page, explorer, i, control)
+            # the first control must redraw; the others may legitimately not (a parameter
+            # that the current choice of another control ignores), so they wait less
+            changed = _wait_for_new_figure(page, explorer, before, REDRAW_TIMEOUT_S if i == 0 else 5)
+            if not changed and i == 0:
+                failures.append(f"{label}: moving {move} did not change the figure within {REDRAW_TIMEOUT_S}s")
+            elif not changed:
+                notes.append(f"{label}: moving {move} left the figure unchanged")
+        explorer.screenshot(path=str(screenshots / f"{stem}.explorer-{k}.after.png"))
+    return failures, notes
+
+
+def _full_screenshot(page, path) -> None:
+    """The whole notebook in one image: a viewport as tall as the notebook, sidebar closed."""
+    page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+    height = page.evaluate(
+        """() => { const outer = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer');
+                  return outer ? outer.scrollHeight : document.body.scrollHeight; }"""
+    )
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": min(int(height) + 200, MAX_SCREENSHOT_HEIGHT)})
+    page.evaluate(
+        "() => { const o = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer');"
+        " if (o) o.scrollTop = 0; }"
+    )
+    time.sleep(0.5)
+    page.screenshot(path=str(path))
+    page.set_viewport_size(size)
+
+
+def test_notebook_runs_in_jupyterlab(notebook, lab, page, traffic, screenshots, timings):
+    name = notebook.name
+    folder = SCREENSHOT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    _open_notebook(page, lab, name)
+    t_open = time.monotonic()
+
+    outcome = page.evaluate(RUN_ALL, [name, NOTEBOOK_TIMEOUT_S * 1000])
+    if outcome == "timeout":
+        page.screenshot(path=str(folder / f"{notebook.stem}.timeout.png"))
+        pytest.fail(f"{name}: run-all did not finish within {NOTEBOOK_TIMEOUT_S:.0f}s (COURSE_BROWSER_NOTEBOOK_TIMEOUT)")
+    page.wait_for_function(KERNEL_IDLE, arg=name, timeout=60_000, polling=250)
+    t_run = time.monotonic()
+
+    cells = _widgets_settled(page, name)
+    problems = _problems(cells)
+    t_widgets = time.monotonic()
+    _full_screenshot(page, folder / f"{notebook.stem}.png")
+
+    failures, notes = _exercise_explorers(page, name, notebook.stem, folder)
+    t_explore = time.monotonic()
+    timings(
+        f"lab/{notebook.stem}",
+        open=t_open - t0,
+        run_all=t_run - t_open,
+        widgets=t_widgets - t_run,
+        explorers=t_explore - t_widgets,
+        total=t_explore - t0,
+    )
+    for note in notes:
+        print(f"note: {name}: {note}")
+
+    messages = problems + failures
+    if outcome != "ok" and not messages:
+        messages.append(f"run-all reported {outcome!r} although no cell shows an error")
+    if traffic.blocked:
+        messages.append(traffic.report())
+    assert not messages, f"{name} in JupyterLab (screenshot {folder / (notebook.stem + '.png')}):\n  " + "\n  ".join(messages)
