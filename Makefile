@@ -50,7 +50,7 @@ html: $(STAMP)
 	$(PY) -m course_utils.tooling.html build/html
 
 test-browser: $(STAMP)
-	$(PY) -m pytest tests/browser --durations=0
+	$(PY) -m pytest tests/browser --durations=10
 
 bench: $(STAMP)
 	$(PY) -m course_utils.bench

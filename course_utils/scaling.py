@@ -272,7 +272,7 @@ def measure_scaling(
     for L in lengths:
         g = torch.Generator().manual_seed(seed + L)
         x = torch.randn(batch, L, embed_dim, generator=g, dtype=dtype).to(device)  # (N, L, E)
-        calls = {name: (lambda fn=fn: fn(x)) for name, fn in candidates.items()}
+        calls = {name: (lambda fn=fn, x=x: fn(x)) for name, fn in candidates.items()}
         times = time_side_by_side(calls, warmup=warmup, repeats=repeats, device=device)
         for name, call in calls.items():
             result.seconds[name].append(times[name])

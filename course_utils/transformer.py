@@ -485,7 +485,7 @@ class TransformerEncoder(nn.Module):
         """Whether PyTorch's encoder would take its nested-tensor path on this call."""
         if not (getattr(self, "use_nested_tensor", False) and torch.backends.mha.get_fastpath_enabled()):
             return False
-        if self.training or src.dim() != 3 or src_key_padding_mask is None or mask is not None:
+        if self.layers[0].training or src.dim() != 3 or src_key_padding_mask is None or mask is not None:
             return False
         if torch.is_grad_enabled() and (src.requires_grad or any(p.requires_grad for p in self.layers[0].parameters())):
             return False

@@ -72,7 +72,7 @@ def test_each_exercise_has_a_check_cell_and_a_solution_in_its_notebook(ex_id):
     assert "### BEGIN SOLUTION" in text
 
 
-@pytest.mark.parametrize("number", ["01", "02", "03", "04", "05", "06"])
+@pytest.mark.parametrize("number", ["01", "02", "03", "04", "05", "06", "07"])
 def test_content_notebooks_have_at_least_three_exercises(number):
     if not list(NOTEBOOKS.glob(f"{number}_*.ipynb")):
         pytest.skip(f"notebook {number} not written yet")
@@ -107,6 +107,19 @@ def test_unknown_difference_is_described_with_position_and_values():
     assert not result.passed
     assert "differs from the reference by up to 0.5" in result.message
     assert "index (1,)" in result.message
+
+
+def test_a_candidate_that_modifies_its_input_in_place_is_told_so():
+    def doubles_in_place(x):
+        x.mul_(2)
+        return x
+
+    result = DEMO.check(doubles_in_place)
+    assert not result.passed and "changed its input argument 1 in place" in result.message
+
+
+def test_extra_entries_in_a_mapping_are_reported():
+    assert "unexpected entries 'c'" in compare({"a": 1, "c": 2}, {"a": 1})
 
 
 def test_none_means_not_attempted():

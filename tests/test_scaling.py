@@ -38,8 +38,8 @@ def test_naive_attention_memory_is_quadratic_and_sdpa_is_not(device):
     for L in lengths:
         q = torch.randn(2, 2, L, 8, device=device)
         with torch.no_grad():
-            peaks_naive.append(peak_memory(lambda: naive_attention(q, q, q), device))
-            peaks_sdpa.append(peak_memory(lambda: F.scaled_dot_product_attention(q, q, q), device))
+            peaks_naive.append(peak_memory(lambda q=q: naive_attention(q, q, q), device))
+            peaks_sdpa.append(peak_memory(lambda q=q: F.scaled_dot_product_attention(q, q, q), device))
         # the scores and the weights are both materialised
         assert peaks_naive[-1] >= 2 * attention_weight_bytes(2, 2, L)
     assert fit_exponent(lengths, peaks_naive) > 1.8

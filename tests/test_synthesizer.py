@@ -303,13 +303,19 @@ def test_bad_inputs_get_clear_errors():
         layer(x, x, x, key_padding_mask=torch.zeros(5, 2, dtype=torch.bool))
 
 
+def _factory(kind, max_len):
+    return lambda d_model, nhead, **kwargs: make_synthesizer(kind, d_model, nhead, max_len, **kwargs)
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_each_variant_trains_inside_a_transformer_encoder_layer(kind):
+def test_each_variant_trains_inside_the_course_transformer_encoder_layer(kind):
+    from course_utils.transformer import TransformerEncoder, TransformerEncoderLayer
+
     torch.manual_seed(0)
     L, V = 8, 6
-    layer = nn.TransformerEncoderLayer(E, H, dim_feedforward=32, dropout=0.0, batch_first=True)
-    layer.self_attn = make_synthesizer(kind, E, H, L, batch_first=True)
-    model = nn.Sequential(nn.Embedding(V, E), layer, nn.Linear(E, V))
+    layer = TransformerEncoderLayer(E, H, dim_feedforward=32, dropout=0.0, batch_first=True, self_attn_factory=_factory(kind, L))
+    assert type(layer.self_attn).__name__ != "MultiheadAttention"
+    model = nn.Sequential(nn.Embedding(V, E), TransformerEncoder(layer, 1), nn.Linear(E, V))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, V, (64, L), generator=g)
@@ -322,6 +328,32 @@ def test_each_variant_trains_inside_a_transformer_encoder_layer(kind):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0]
+
+
+@pytest.mark.parametrize("kind", ["dense", "random", "dense+dot_product"])
+def test_synthesizer_as_decoder_self_attention_is_causal_and_trains(kind):
+    from course_utils.transformer import TransformerDecoderLayer, generate_square_subsequent_mask
+
+    torch.manual_seed(0)
+    L = 6
+    layer = TransformerDecoderLayer(E, H, dim_feedforward=32, dropout=0.0, batch_first=True, self_attn_factory=_factory(kind, L))
+    memory = torch.randn(2, 5, E)
+    tgt = torch.randn(2, L, E, requires_grad=True)
+    mask = generate_square_subsequent_mask(L)
+    out = layer(tgt, memory, tgt_mask=mask, tgt_is_causal=True)
+    for i in range(L):
+        (grad,) = torch.autograd.grad(out[:, i].sum(), tgt, retain_graph=True)
+        assert (grad[:, i + 1 :] == 0).all()
+    opt = torch.optim.Adam(layer.parameters(), lr=3e-3)
+    target = torch.randn(2, L, E)
+    first = None
+    for _ in range(30):
+        loss = (layer(tgt.detach(), memory, tgt_mask=mask, tgt_is_causal=True) - target).pow(2).mean()
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first
 
 
 @pytest.mark.parametrize("kind", ["random", "factorized_random", "random+dot_product"])

@@ -25,6 +25,15 @@ from course_utils.training import train
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These tensors are tiny: extra CPU threads only add overhead (a lot of it on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _rows(batch):
     """Per example: (digits, answer) as Python lists, read back from the padded tensors."""
     out = []
@@ -129,20 +138,20 @@ def test_a_small_transformer_learns_to_reverse(device):
     """The notebook's training run: it must learn the task, on a CPU, in well under 30 s."""
     seed_everything(0)
     device = torch.device(device)
-    model = Seq2SeqTransformer(d_model=32, nhead=4, dim_feedforward=64, max_len=8).to(device)
+    model = Seq2SeqTransformer(d_model=32, nhead=4, dim_feedforward=64, max_len=8, norm_first=True).to(device)
     data = torch.Generator().manual_seed(1)
 
     def get_batch(step):
         batch = make_batch("reverse", 128, 3, 6, generator=data, device=device)
         return (batch.src, batch.tgt_in), batch.tgt_out
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     start = time.perf_counter()
-    losses = train(model, get_batch, sequence_loss, optimizer, 500, progress=False)
+    losses = train(model, get_batch, sequence_loss, optimizer, 300, progress=False)
     seconds = time.perf_counter() - start
     test = make_batch("reverse", 300, 3, 6, generator=torch.Generator().manual_seed(123), device=device)
     accuracy = sequence_accuracy(greedy_decode(model, test.src), test.tgt_out)
-    assert losses[-1] < 0.5 * losses[0]
+    assert sum(losses[-20:]) / 20 < 0.2 * losses[0]
     assert accuracy["sequence"] >= 0.9, accuracy
     assert accuracy["token"] >= 0.95, accuracy
     print(f"trained in {seconds:.1f} s")  # visible with -s; speed is never asserted

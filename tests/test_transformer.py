@@ -32,6 +32,15 @@ MASKS = ["none", "causal", "causal+padding"]
 KINDS = ["encoder_layer", "decoder_layer", "encoder", "decoder", "transformer"]
 SWEEP = list(itertools.product(KINDS, range(len(OPTIONS)), MODES, MASKS))
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These tensors are tiny: extra CPU threads only add overhead (a lot of it on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 pytestmark = [  # PyTorch's own warnings on paths the sweep takes on purpose
     pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning"),
     pytest.mark.filterwarnings("ignore:Support for mismatched:UserWarning"),

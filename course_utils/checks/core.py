@@ -137,12 +137,19 @@ class Exercise:
         cases = list(self.cases())
         for case in cases:
             expected = self.observe(self.reference, case)
+            inputs_before = _tensor_inputs(case)
             try:
                 got = self.observe(candidate, case)
             except NotImplementedError:
                 return self._fail(f"{NOT_ATTEMPTED}: replace the `raise NotImplementedError` with your code.", attempted=False)
             except Exception as exc:
                 return self._fail(self._explain_exception(exc, case))
+            changed = _changed_inputs(inputs_before, case)
+            if changed:
+                return self._fail(
+                    f"on {case.label}: your code changed its input {changed} in place; "
+                    "leave inputs untouched (use out-of-place operations such as `x - m`, not `x -= m` or `x.sub_(m)`)."
+                )
             difference = compare(got, expected, self.atol, self.rtol)
             if difference is not None:
                 mistake = self._matching_mistake(case, got)
@@ -171,6 +178,21 @@ class Exercise:
                     return f"on {case.label} your code raised {type(exc).__name__}: {mistake.hint}."
         where = _learner_frame(exc)
         return f"on {case.label} your code raised {type(exc).__name__}: {exc}{where}"
+
+
+def _tensor_inputs(case: Case) -> dict[str, torch.Tensor]:
+    """Copies of the case's tensor arguments, to notice a candidate that modifies them."""
+    named = {f"argument {i + 1}": a for i, a in enumerate(case.args)} | {f"`{k}`": v for k, v in case.kwargs.items()}
+    return {name: t.detach().clone() for name, t in named.items() if isinstance(t, torch.Tensor)}
+
+
+def _changed_inputs(before: dict[str, torch.Tensor], case: Case) -> str | None:
+    named = {f"argument {i + 1}": a for i, a in enumerate(case.args)} | {f"`{k}`": v for k, v in case.kwargs.items()}
+    for name, copy in before.items():
+        now = named[name].detach()
+        if now.shape != copy.shape or not torch.equal(torch.nan_to_num(now), torch.nan_to_num(copy)):
+            return name
+    return None
 
 
 def _learner_frame(exc: BaseException) -> str:
@@ -209,7 +231,7 @@ def compare(got: Any, expected: Any, atol: float = 1e-6, rtol: float = 1e-5, whe
         if got.shape != expected.shape:
             return f"{where} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}."
         if got.dtype != expected.dtype:
-            return f"{where} has dtype {got.dtype}, expected {expected.dtype} (keep the input's dtype)."
+            return f"{where} has dtype {got.dtype}, expected {expected.dtype}."
         if got.device != expected.device:
             return f"{where} is on device {got.device}, expected {expected.device} (create new tensors on the input's device)."
         got_d, exp_d = got.detach(), expected.detach()
@@ -234,6 +256,9 @@ def compare(got: Any, expected: Any, atol: float = 1e-6, rtol: float = 1e-5, whe
     if isinstance(expected, Mapping):
         if not isinstance(got, Mapping):
             return f"{where} should be a mapping, got {_describe(got)}."
+        unexpected = [key for key in got if key not in expected]
+        if unexpected:
+            return f"{where} has unexpected entries {', '.join(map(repr, unexpected))}; expected only {', '.join(map(repr, expected))}."
         for key, value in expected.items():
             if key not in got:
                 return f"{where} is missing {key!r}."

@@ -45,6 +45,11 @@ def _softmax_global_max(x, dim):
     return e / e.sum(dim=dim, keepdim=True)
 
 
+def _softmax_sum_all(x, dim):
+    e = torch.exp(x - x.amax(dim=dim, keepdim=True))
+    return e / e.sum()
+
+
 def _softmax_no_keepdim(x, dim):
     e = torch.exp(x - x.amax(dim=dim, keepdim=True))
     return e / e.sum(dim=dim)
@@ -66,6 +71,8 @@ register(
                     "0/0 = NaN: subtract each row's own maximum (amax along `dim`, keepdim=True)", _softmax_global_max),
             Mistake("no keepdim", "the sum lost its dimension, so it does not broadcast back against x: use "
                     "keepdim=True in the sum (and in the max)", _softmax_no_keepdim),
+            Mistake("sum of everything", "you divided by the sum of the WHOLE tensor, so the entries sum to 1 "
+                    "altogether instead of along `dim`: use e.sum(dim=dim, keepdim=True)", _softmax_sum_all),
         ],
         minutes=10,
         difficulty=2,
@@ -163,6 +170,8 @@ register(
                     lambda x: x / 6 + 0.5),
             Mistake("smooth sigmoid", "that is the smooth sigmoid 1/(1 + exp(-x)); the hard version is piecewise "
                     "linear: 0, then x/6 + 1/2, then 1", lambda x: 1 / (1 + torch.exp(-x))),
+            Mistake("clamp(x/6)", "you clamped x/6 to [0, 1], which is 0 for every negative x and reaches 1 only at x = 6: "
+                    "the middle piece is x/6 + 1/2, i.e. clamp(x/6 + 1/2, 0, 1)", lambda x: torch.clamp(x / 6, 0, 1)),
         ],
         minutes=5,
         difficulty=1,

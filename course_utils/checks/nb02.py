@@ -150,6 +150,7 @@ def _observe_centering(cls, case):
         "buffer names": sorted(name for name, _ in model.named_buffers()),
         "number of parameters": sum(p.numel() for p in model.parameters()),
         "steps": int(getattr(model, "steps", -1)),
+        "steps dtype": str(getattr(getattr(model, "steps", None), "dtype", None)),
     }
 
 
@@ -204,6 +205,25 @@ class _MomentumSwapped(Centering):
         return x - self.running_mean
 
 
+class _SubtractsBatchMean(Centering):
+    def forward(self, x):
+        if self.training:
+            with torch.no_grad():
+                self.running_mean.mul_(1 - self.momentum).add_(self.momentum * x.mean(dim=0))
+                self.steps += 1
+        return x - x.mean(dim=0)
+
+
+class _SubtractsOldMean(Centering):
+    def forward(self, x):
+        out = x - self.running_mean
+        if self.training:
+            with torch.no_grad():
+                self.running_mean.mul_(1 - self.momentum).add_(self.momentum * x.mean(dim=0))
+                self.steps += 1
+        return out
+
+
 register(
     Exercise(
         id="02.centering",
@@ -223,6 +243,11 @@ register(
                     "is True", _UpdatesInEval),
             Mistake("momentum swapped", "the update weights are swapped: the new batch mean gets weight momentum, "
                     "the old running mean 1 - momentum", _MomentumSwapped),
+            Mistake("batch mean", "you subtracted the batch's own mean (x.mean(dim=0)); subtract the running mean, "
+                    "self.running_mean, in both modes (that is what makes eval mode independent of the batch)",
+                    _SubtractsBatchMean),
+            Mistake("old mean", "you subtracted the running mean from BEFORE this batch's update: in training mode, "
+                    "update running_mean first, then return x - running_mean", _SubtractsOldMean),
         ],
         minutes=10,
         difficulty=2,
@@ -260,7 +285,10 @@ def _observe_record(candidate, case):
     model = builder()
     recorded = candidate(model, x)
     return {
+        "names recorded": sorted(recorded) if isinstance(recorded, dict) else recorded,
         "recorded activations": recorded,
+        "every output detached (requires_grad=False)": all(
+            not getattr(t, "requires_grad", False) for t in (recorded.values() if isinstance(recorded, dict) else [])),
         "hooks left on the model": sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()),
     }
 
@@ -319,6 +347,32 @@ def _record_inputs(model, x):
     return outputs
 
 
+def _record_children_only(model, x):
+    outputs = {}
+    handles = [
+        module.register_forward_hook(lambda mod, args, out, name=name: outputs.__setitem__(name, out.detach()))
+        for name, module in model.named_children()
+        if isinstance(module, nn.ReLU)
+    ]
+    model(x)
+    for handle in handles:
+        handle.remove()
+    return outputs
+
+
+def _record_not_detached(model, x):
+    outputs = {}
+    handles = [
+        module.register_forward_hook(lambda mod, args, out, name=name: outputs.__setitem__(name, out))
+        for name, module in model.named_modules()
+        if isinstance(module, nn.ReLU)
+    ]
+    model(x)
+    for handle in handles:
+        handle.remove()
+    return outputs
+
+
 register(
     Exercise(
         id="02.record_activations",
@@ -335,6 +389,10 @@ register(
                     ".remove() on each", _record_keep_hooks),
             Mistake("recorded inputs", "you recorded each ReLU's input (args[0]); record its output, the third "
                     "argument of the hook", _record_inputs),
+            Mistake("children only", "you only looked at the model's direct children: ReLUs inside nested blocks are "
+                    "missing. model.named_modules() walks every depth and names them like '1.1'", _record_children_only),
+            Mistake("not detached", "the values are right but they are still attached to the autograd graph "
+                    "(requires_grad=True), which keeps the whole graph alive: store output.detach()", _record_not_detached),
         ],
         minutes=10,
         difficulty=2,

@@ -52,6 +52,18 @@ def _avg_future(x):
     return (w / w.sum(dim=1, keepdim=True)) @ x
 
 
+def _avg_float32_weights(x):
+    T = x.shape[1]
+    w = torch.tril(torch.ones(T, T))  # float32, whatever x's dtype
+    return (w / w.sum(dim=1, keepdim=True)) @ x
+
+
+def _avg_column_sums(x):
+    T = x.shape[1]
+    w = torch.tril(torch.ones(T, T, dtype=x.dtype))
+    return (w / w.sum(dim=0, keepdim=True)) @ x
+
+
 register(
     Exercise(
         id="03.causal_average",
@@ -67,6 +79,10 @@ register(
                     _avg_divide_by_T),
             Mistake("upper triangle", "your weights average the FUTURE (tokens t..T-1): use the lower triangle torch.tril, not torch.triu",
                     _avg_future),
+            Mistake("column sums", "you divided each column by its sum (dim=0); row t must average tokens 0..t, so divide "
+                    "each ROW by its sum: weights.sum(dim=1, keepdim=True)", _avg_column_sums),
+            Mistake("float32 weights", "your (T, T) weights are float32 while x is float64: build them with "
+                    "torch.ones(T, T, dtype=x.dtype, device=x.device)", _avg_float32_weights),
         ],
         minutes=5,
         difficulty=1,
@@ -117,6 +133,11 @@ def _sm_diagonal(scores):
     return F.softmax(scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(0), float("-inf")), dim=-1)
 
 
+def _sm_past_masked(scores):
+    T = scores.shape[-1]
+    return F.softmax(scores.masked_fill(torch.ones(T, T, dtype=torch.bool).tril(), float("-inf")), dim=-1)
+
+
 def _sm_no_mask(scores):
     return F.softmax(scores, dim=-1)
 
@@ -137,6 +158,9 @@ register(
             Mistake("diagonal masked", "you also masked the diagonal (triu(0)), so token t cannot see itself and row 0 is all -inf (NaN): mask only above it, triu(1) / tril == 0",
                     _sm_diagonal),
             Mistake("no mask", "nothing is masked: token t must not see tokens after it", _sm_no_mask),
+            Mistake("past masked", "you put -inf where tril is True, i.e. on the past and the diagonal, so the future is what "
+                    "stays visible (and the last row is all -inf: NaN): block where tril == 0 (the future), e.g. "
+                    "scores.masked_fill(tril == 0, float('-inf'))", _sm_past_masked),
         ],
         minutes=8,
         difficulty=2,
@@ -179,6 +203,7 @@ class _HeadBase(nn.Module):
     softmax_dim = -1
     mask_after = False
     slice_tril = True
+    keys_times_queries = False
 
     def __init__(self, n_embd, head_size, block_size, dropout=0.0):
         super().__init__()
@@ -192,7 +217,7 @@ class _HeadBase(nn.Module):
         B, T, C = x.shape
         k, q, v = self.key(x), self.query(x), self.value(x)
         scale = {"head_size": k.shape[-1] ** -0.5, "C": C**-0.5, "none": 1.0}[self.scale_by]
-        wei = q @ k.transpose(-2, -1) * scale
+        wei = (k @ q.transpose(-2, -1) if self.keys_times_queries else q @ k.transpose(-2, -1)) * scale
         tril = self.tril[:T, :T] if self.slice_tril else self.tril
         if self.mask_after:
             wei = F.softmax(wei, dim=self.softmax_dim).masked_fill(tril == 0, 0.0)
@@ -225,6 +250,10 @@ class _HeadTrilUnsliced(_HeadBase):
     slice_tril = False
 
 
+class _HeadKeysTimesQueries(_HeadBase):
+    keys_times_queries = True
+
+
 class _HeadTrilAttribute(_HeadBase):
     def __init__(self, n_embd, head_size, block_size, dropout=0.0):
         super().__init__(n_embd, head_size, block_size, dropout)
@@ -255,6 +284,8 @@ register(
                     _HeadMaskAfter),
             Mistake("softmax over the wrong axis", "your softmax runs over the queries (dim=1); normalise over the keys, dim=-1",
                     _HeadWrongAxis),
+            Mistake("k @ q^T", "your scores are k @ q^T, the transpose of q @ k^T: row t must hold query t's scores for every "
+                    "key, so compute q @ k.transpose(-2, -1)", _HeadKeysTimesQueries),
             Mistake("tril not sliced", "for a sequence shorter than block_size, slice the mask to the sequence: self.tril[:T, :T]",
                     _HeadTrilUnsliced),
             Mistake("tril as a plain attribute", "`tril` is a plain attribute: register it with self.register_buffer('tril', ...) so it "

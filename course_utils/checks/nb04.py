@@ -47,6 +47,11 @@ def _split_interleaved(x, num_heads):
     return x.reshape(L, N, d, num_heads).transpose(-1, -2).reshape(L, N * num_heads, d).transpose(0, 1)
 
 
+def _split_transpose_first(x, num_heads):
+    L, N, E = x.shape
+    return x.transpose(0, 1).reshape(N * num_heads, L, E // num_heads)
+
+
 register(
     Exercise(
         id="04.split_heads",
@@ -60,6 +65,9 @@ register(
                     "and sequences: reshape to (L, N * h, d_h) first, then transpose(0, 1)", _split_reshape_only),
             Mistake("interleaved features", "each head must get a CONTIGUOUS block of head_dim features (head h = features "
                     "h*d_h .. (h+1)*d_h - 1); you split E as (head_dim, num_heads)", _split_interleaved),
+            Mistake("transpose, then reshape", "you transposed to (N, L, E) and then reshaped to (N * h, L, d_h): that reshape "
+                    "regroups the L * E numbers of a sequence across positions, so a 'head' mixes tokens. Split E first, "
+                    "while it is the last axis: reshape to (L, N * h, d_h), then transpose(0, 1)", _split_transpose_first),
         ],
         minutes=6,
         difficulty=1,
@@ -121,6 +129,20 @@ def _merge_no_kpm(attn, kpm, h):
     return torch.zeros(attn.shape).masked_fill(attn, float("-inf")).repeat_interleave(h, dim=0)
 
 
+def _merge_minus_1e9(attn, kpm, h):
+    blocked = attn | kpm[:, None, :]
+    return torch.zeros(blocked.shape).masked_fill(blocked, -1e9).repeat_interleave(h, dim=0)
+
+
+def _merge_bool(attn, kpm, h):
+    return (attn | kpm[:, None, :]).repeat_interleave(h, dim=0)
+
+
+def _merge_padding_on_queries(attn, kpm, h):
+    blocked = attn | kpm[:, :, None]
+    return torch.zeros(blocked.shape).masked_fill(blocked, float("-inf")).repeat_interleave(h, dim=0)
+
+
 register(
     Exercise(
         id="04.merge_masks",
@@ -138,6 +160,15 @@ register(
                     _merge_zero_one),
             Mistake("padding ignored", "the key_padding_mask is missing: padded keys must be blocked for every query "
                     "(key_padding_mask[:, None, :] broadcasts it over L)", _merge_no_kpm),
+            Mistake("-1e9", "you filled with -1e9; the module fills with float('-inf'), and they differ where it matters: "
+                    "a fully blocked row turns uniform with -1e9 instead of NaN, and -1e9 overflows in float16 (notebook 03)",
+                    _merge_minus_1e9),
+            Mistake("boolean result", "you returned the boolean mask; the module adds a FLOAT mask to the scores: "
+                    "a float32 tensor with -inf where blocked and 0.0 elsewhere (torch.zeros(...).masked_fill(blocked, "
+                    "float('-inf')))", _merge_bool),
+            Mistake("padding along the queries", "key_padding_mask (N, S) marks KEYS, the last axis of (N, L, S): view it as "
+                    "key_padding_mask[:, None, :] (N, 1, S) so it broadcasts over the queries, not [:, :, None]",
+                    _merge_padding_on_queries),
         ],
         minutes=8,
         difficulty=2,
@@ -201,13 +232,17 @@ def _mha_cases():
     ]
 
 
-def _mha_variant(*, sdpa_mask=False, scale_e=False, head_major=False, no_out_proj=False):
+def _mha_variant(*, sdpa_mask=False, scale_e=False, head_major=False, no_out_proj=False, merge_no_transpose=False,
+                 query_as_key=False):
     def forward(query, key, value, num_heads, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, attn_mask=None):
         L, N, E = query.shape
         S = key.shape[0]
         d_h = E // num_heads
         w_q, w_k, w_v = in_proj_weight.chunk(3)
         b_q, b_k, b_v = in_proj_bias.chunk(3)
+        if query_as_key:
+            key = value = query
+            S = L
         q, k, v = F.linear(query, w_q, b_q), F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
         split = _split_head_major if head_major else split_heads
         q, k, v = split(q, num_heads), split(k, num_heads), split(v, num_heads)
@@ -217,7 +252,10 @@ def _mha_variant(*, sdpa_mask=False, scale_e=False, head_major=False, no_out_pro
             scores = scores.masked_fill(~attn_mask if sdpa_mask else attn_mask, float("-inf"))
         weights = F.softmax(scores, dim=-1)
         out = weights @ v
-        out = out.transpose(0, 1).reshape(L, N, E)  # merged batch-major, as it should be
+        if merge_no_transpose:
+            out = out.reshape(L, N, E)  # (N*h, L, d_h) read as (L, N, E): scrambled
+        else:
+            out = out.transpose(0, 1).reshape(L, N, E)  # merged batch-major, as it should be
         weights = weights.view(N, num_heads, L, S)
         if not no_out_proj:
             out = F.linear(out, out_proj_weight, out_proj_bias)
@@ -242,6 +280,12 @@ register(
             Mistake("head-major", "you split the heads head-major (row h * N + n) but PyTorch's (N * h) axis, and the merge "
                     "back to (L, N, E), are batch-major (row n * num_heads + h): reshape to (L, N * h, d_h), then transpose(0, 1)",
                     _mha_variant(head_major=True)),
+            Mistake("query used as key and value", "your code attends from the query to ITSELF: project the `key` input with "
+                    "W_k and the `value` input with W_v; in cross-attention they have their own length S",
+                    _mha_variant(query_as_key=True)),
+            Mistake("merged without transposing", "the weights are right but the heads are merged wrongly: (N * h, L, d_h) "
+                    "must go back to (L, N * h, d_h) with transpose(0, 1) BEFORE the reshape to (L, N, E)",
+                    _mha_variant(merge_no_transpose=True)),
         ],
         atol=1e-5,
         rtol=1e-4,

@@ -28,6 +28,7 @@ from pathlib import Path
 import nbformat
 from jinja2 import DictLoader
 from nbconvert import HTMLExporter
+from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
 from .notebooks import ROOT, course_notebooks
 from .student import student_notebook
@@ -54,6 +55,7 @@ MathJax.Hub.Config({
     processEnvironments: true
   },
   "HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null},
+  MMLorHTML: {prefer: "HTML"},
   displayAlign: "center",
   messageStyle: "none",
   menuSettings: {locale: "en"}
@@ -82,7 +84,8 @@ MathJax.Hub.Config({
 """
 
 _NOTEBOOK_LINK = re.compile(r"\]\((?:\./)?(\d\d_[\w-]+)\.ipynb(#[^)\s]*)?\)")
-_EXERCISE = re.compile(r"^###\s+Exercise\b.*?(?:~\s*(\d+)\s*min)?[^\n]*$", re.MULTILINE)
+_EXERCISE = re.compile(r"^###\s+Exercise\b[^\n]*$", re.MULTILINE)
+_MINUTES = re.compile(r"~\s*(\d+)\s*min")
 _TIME = re.compile(r"\*\*Time:\*\*\s*([^\n]+?)(?:\.\s|\.$|$)", re.MULTILINE)
 
 
@@ -92,7 +95,7 @@ class Entry:
 
     stem: str
     title: str
-    summary: str
+    summary: str  # markdown
     time: str
     exercises: int
     exercise_minutes: int
@@ -112,8 +115,10 @@ def describe(nb: nbformat.NotebookNode, stem: str) -> Entry:
         if lines and lines[0].startswith("# "):
             title = lines[0][2:].strip()
             paragraphs = [p.strip() for p in "\n".join(lines[1:]).split("\n\n") if p.strip()]
-            you_will = [p for p in paragraphs if p.startswith("**You will")]
-            summary = (you_will or paragraphs or [""])[0]
+            start = next((k for k, p in enumerate(paragraphs) if p.startswith("**You will")), 0)
+            summary = paragraphs[start] if paragraphs else ""
+            if summary.endswith(":") and start + 1 < len(paragraphs):  # "You will learn to:" + a list
+                summary += "\n\n" + paragraphs[start + 1]
             break
     text = "\n\n".join(markdown)
     time_match = _TIME.search(text)
@@ -121,10 +126,10 @@ def describe(nb: nbformat.NotebookNode, stem: str) -> Entry:
     return Entry(
         stem=stem,
         title=title,
-        summary=" ".join(summary.split()),
+        summary=summary,
         time=time_match.group(1).strip() if time_match else "",
         exercises=len(exercises),
-        exercise_minutes=sum(int(m) for m in exercises if m),
+        exercise_minutes=sum(int(m.group(1)) for m in map(_MINUTES.search, exercises) if m),
     )
 
 
@@ -194,10 +199,10 @@ def render_index(entries: list[Entry]) -> str:
             exercises += f" (~{entry.exercise_minutes} min)"
         rows.append(
             "<tr>"
-            f"<td><b>{_inline_markdown(entry.title)}</b><br><span class='summary'>{_inline_markdown(entry.summary)}</span></td>"
+            f"<td><b>{_inline_markdown(entry.title)}</b><div class='summary'>{markdown2html_mistune(entry.summary)}</div></td>"
             f"<td>{html.escape(entry.time)}</td>"
             f"<td>{exercises}</td>"
-            f"<td><a href='solution/{entry.stem}.html'>solution</a> &middot; "
+            f"<td class='links'><a href='solution/{entry.stem}.html'>solution</a><br>"
             f"<a href='student/{entry.stem}.html'>student</a></td>"
             "</tr>"
         )
@@ -225,6 +230,8 @@ table {{ border-collapse: collapse; width: 100%; }}
 th, td {{ text-align: left; vertical-align: top; padding: 0.6em; border-bottom: 1px solid #d0d7de; }}
 th {{ background: #f5f7fa; }}
 .summary {{ color: #57606a; font-size: 0.92em; }}
+.summary p, .summary ul {{ margin: 0.3em 0; }}
+.links {{ white-space: nowrap; }}
 code {{ background: #f0f2f4; padding: 0 0.2em; border-radius: 3px; }}
 </style>
 </head>

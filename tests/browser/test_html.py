@@ -11,7 +11,9 @@ Screenshots: ``build/screenshots/html/``.
 from __future__ import annotations
 
 import re
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -54,6 +56,8 @@ PAGE_FACTS = """() => {
         mathErrors: window.__courseMathErrors || [],
         mathErrorNodes: document.querySelectorAll('.merror, .noError, .MathJax_Error').length,
         mathFont: output ? String(output.fontInUse) : null,
+        mathOutput: (window.MathJax && MathJax.Hub && MathJax.Hub.outputJax && MathJax.Hub.outputJax['jax/mml'])
+            ? MathJax.Hub.outputJax['jax/mml'][0].id : null,
         images: images.length,
         brokenImages: images.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src.slice(0, 80)),
         widgetScripts: document.querySelectorAll('script[type*="jupyter.widget"]').length,
@@ -66,13 +70,26 @@ _CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
 _MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+\$|\\\(.+?\\\)|\\\[.+?\\\]", re.DOTALL)
 
 
+@dataclass
+class Handouts:
+    out: Path  # the built site
+    sources: dict[str, Path]  # stem -> the snapshot of the notebook it was built from
+
+
 @pytest.fixture(scope="session")
-def handouts(tmp_path_factory, timings, handout_paths):
-    out = tmp_path_factory.mktemp("html")
+def handouts(tmp_path_factory, timings, handout_paths) -> Handouts:
+    """The handouts, built from a snapshot of the notebooks (so expectations match the pages)."""
+    base = tmp_path_factory.mktemp("html")
+    snapshot = base / "notebooks"
+    snapshot.mkdir()
+    sources = {}
+    for path in handout_paths:
+        sources[path.stem] = snapshot / path.name
+        shutil.copyfile(path, sources[path.stem])
     start = time.monotonic()
-    build(out, notebooks=handout_paths)
+    build(base / "site", notebooks=list(sources.values()))
     timings("html/build (all pages)", build=time.monotonic() - start)
-    return out
+    return Handouts(out=base / "site", sources=sources)
 
 
 def _expected(notebook: Path, edition: str) -> dict[str, int]:
@@ -108,20 +125,20 @@ def _dead_links(facts: dict) -> list[str]:
     return dead
 
 
-def _handouts_of(handouts: Path, notebook: Path, edition: str) -> Path:
-    return handouts / edition / f"{notebook.stem}.html"
+def _page(handouts: Handouts, notebook: Path, edition: str) -> Path:
+    return handouts.out / edition / f"{notebook.stem}.html"
 
 
 def test_course_map_opens_offline(handouts, handout_paths, page, traffic, timings):
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    facts = _open(page, handouts / "index.html")
+    facts = _open(page, handouts.out / "index.html")
     page.screenshot(path=str(SCREENSHOT_DIR / "index.png"), full_page=True)
     timings("html/index", open=time.monotonic() - start)
     problems = []
     for notebook in handout_paths:
         for edition in EDITIONS:
-            target = _handouts_of(handouts, notebook, edition).as_uri()
+            target = _page(handouts, notebook, edition).as_uri()
             if target not in facts["links"]:
                 problems.append(f"no link to the {edition} edition of {notebook.stem}")
     problems += [f"dead link {href}" for href in _dead_links(facts)]
@@ -132,7 +149,7 @@ def test_course_map_opens_offline(handouts, handout_paths, page, traffic, timing
 
 @pytest.mark.parametrize("edition", EDITIONS)
 def test_handout_opens_offline(handouts, handout, edition, page, traffic, timings):
-    path = _handouts_of(handouts, handout, edition)
+    path = _page(handouts, handout, edition)
     assert path.is_file(), f"{path} was not written"
     start = time.monotonic()
     facts = _open(page, path)
@@ -142,7 +159,7 @@ def test_handout_opens_offline(handouts, handout, edition, page, traffic, timing
     page.screenshot(path=str(shot), full_page=True)
     timings(f"html/{edition}/{handout.stem}", open=time.monotonic() - start)
 
-    expected = _expected(handout, edition)
+    expected = _expected(handouts.sources[handout.stem], edition)
     problems = []
     if facts["mathjax"] != "done":
         problems.append(f"MathJax: {facts['mathjax']} (after {MATHJAX_TIMEOUT_S}s)")
@@ -150,6 +167,8 @@ def test_handout_opens_offline(handouts, handout, edition, page, traffic, timing
         problems.append(f"the markdown has {expected['math']} math expression(s) but none was typeset")
     if facts["mathErrors"] or facts["mathErrorNodes"]:
         problems.append(f"TeX errors: {facts['mathErrors'][:5]} ({facts['mathErrorNodes']} error node(s) on the page)")
+    if facts["math"] and facts["mathOutput"] != "HTML-CSS":
+        problems.append(f"MathJax rendered with {facts['mathOutput']!r}, not HTML-CSS with the local STIX-Web fonts")
     if facts["math"] and facts["mathFont"] != "STIX-Web":
         problems.append(f"MathJax fell back to font {facts['mathFont']!r}: the local web fonts did not load")
     if facts["brokenImages"]:

@@ -18,15 +18,20 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 import pytest
+
 NOTEBOOK_TIMEOUT_S = float(os.environ.get("COURSE_BROWSER_NOTEBOOK_TIMEOUT", "600"))
 KERNEL_READY_TIMEOUT_S = 120
 WIDGETS_TIMEOUT_S = 60
 REDRAW_TIMEOUT_S = 30
-MAX_SCREENSHOT_HEIGHT = 16_000
-SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "build" / "screenshots" / "lab"  # Chromium's largest texture; taller notebooks are cut
+MAX_SCREENSHOT_HEIGHT = 16_000  # Chromium's largest texture; taller notebooks are cut
+_ROOT = Path(__file__).resolve().parents[2]
+_EDITION = os.environ.get("COURSE_BROWSER_NOTEBOOKS", "")
+# build/screenshots/lab/ for the solution edition, lab-student/ for COURSE_BROWSER_NOTEBOOKS=build/student
+SCREENSHOT_DIR = _ROOT / "build" / "screenshots" / ("lab" if not _EDITION else f"lab-{Path(_EDITION).name}")
 
 # JavaScript run in the page. `window.jupyterapp` is exposed by the test server config.
 _FIND_PANEL = """
@@ -235,8 +240,31 @@ def _full_screenshot(page, path) -> None:
     page.set_viewport_size(size)
 
 
-def test_notebook_runs_in_jupyterlab(notebook, lab, page, traffic, screenshots, timings):
+SHUTDOWN_KERNEL = (
+    "async (name) => {"
+    + _FIND_PANEL
+    + """
+    const panel = findPanel(name);
+    if (panel) { await panel.sessionContext.shutdown(); }
+}"""
+)
+
+
+@pytest.fixture
+def shutdown_kernel(page):
+    """After the test, stop the notebook's kernel so kernels do not pile up across notebooks."""
+    opened = []
+    yield opened.append
+    for name in opened:
+        try:
+            page.evaluate(SHUTDOWN_KERNEL, name)
+        except Exception as exc:  # the server fixture's shutdown stops it anyway
+            warnings.warn(f"{name}: kernel shutdown failed ({type(exc).__name__})", stacklevel=1)
+
+
+def test_notebook_runs_in_jupyterlab(notebook, lab, page, traffic, timings, shutdown_kernel):
     name = notebook.name
+    shutdown_kernel(name)
     folder = SCREENSHOT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -266,7 +294,7 @@ def test_notebook_runs_in_jupyterlab(notebook, lab, page, traffic, screenshots, 
         total=t_explore - t0,
     )
     for note in notes:
-        print(f"note: {name}: {note}")
+        warnings.warn(f"{name}: {note}", stacklevel=1)
 
     messages = problems + failures
     if outcome != "ok" and not messages:
