@@ -12,7 +12,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-
 # A fixed-width bar without the rate: its last state reads the same on every machine once
 # tests/nbval_sanitize.cfg masks the [elapsed<remaining, loss=...] part.
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
