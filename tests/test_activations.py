@@ -10,10 +10,9 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DEVICES
 
 from course_utils import activations as A
-
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
 NAMES = [
     "relu", "threshold", "rrelu", "hardtanh", "relu6", "sigmoid", "hardsigmoid", "tanh", "silu", "mish",

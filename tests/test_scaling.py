@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DEVICES
 
 from course_utils.scaling import (
     TensorMemoryTracker,
@@ -15,8 +16,6 @@ from course_utils.scaling import (
     plot_scaling,
     ratio_rows,
 )
-
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
 
 def test_tracker_counts_created_tensors_views_once_and_frees():

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from conftest import DEVICES
 from torch import nn
 
 from course_utils.synthesizer import (
@@ -18,7 +19,6 @@ from course_utils.synthesizer import (
     synthesizer_parameter_count,
 )
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 KINDS = list(SYNTHESIZER_KINDS) + ["factorized_random+dense+dot_product"]
 E, H, MAX_LEN = 16, 4, 12
 

@@ -6,6 +6,7 @@ import time
 
 import pytest
 import torch
+from conftest import DEVICES
 
 from course_utils.core import seed_everything
 from course_utils.toy_tasks import (
@@ -22,16 +23,7 @@ from course_utils.toy_tasks import (
 )
 from course_utils.training import train
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: extra CPU threads only add overhead (a lot of it on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: extra threads only add overhead
 
 
 def _rows(batch):

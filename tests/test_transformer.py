@@ -15,6 +15,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DEVICES
 from torch import nn
 
 import course_utils as cu
@@ -24,7 +25,7 @@ E, H, FF = 16, 4, 24  # d_model, nhead, dim_feedforward
 N, S, T = 3, 6, 5  # batch, source length, target length
 ATOL = 1e-5
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+
 OPTIONS = list(itertools.product([False, True], ["relu", "gelu"], [False, True], [True, False]))  # norm_first, act, bf, bias
 OPTION_IDS = [f"{'preLN' if nf else 'postLN'}-{act}-{'bf' if bf else 'sbe'}-{'bias' if b else 'nobias'}" for nf, act, bf, b in OPTIONS]
 MODES = ["eval", "eval_no_grad", "train_dropout0"]
@@ -33,15 +34,9 @@ KINDS = ["encoder_layer", "decoder_layer", "encoder", "decoder", "transformer"]
 SWEEP = list(itertools.product(KINDS, range(len(OPTIONS)), MODES, MASKS))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: extra CPU threads only add overhead (a lot of it on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-pytestmark = [  # PyTorch's own warnings on paths the sweep takes on purpose
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),  # tiny tensors: extra threads only add overhead
+    # PyTorch's own warnings on paths the sweep takes on purpose
     pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning"),
     pytest.mark.filterwarnings("ignore:Support for mismatched:UserWarning"),
     pytest.mark.filterwarnings("ignore:enable_nested_tensor is True:UserWarning"),

@@ -334,43 +334,30 @@ def _record_keep_hooks(model, x):
     return outputs
 
 
-def _record_inputs(model, x):
+def _record_with(model, x, modules, take):
+    """Record ``take(args, output)`` of every ReLU among ``modules(model)``: the shape of three mistakes."""
     outputs = {}
     handles = [
-        module.register_forward_hook(lambda mod, args, out, name=name: outputs.__setitem__(name, args[0].detach()))
-        for name, module in model.named_modules()
+        module.register_forward_hook(lambda mod, args, out, name=name: outputs.__setitem__(name, take(args, out)))
+        for name, module in modules(model)
         if isinstance(module, nn.ReLU)
     ]
     model(x)
     for handle in handles:
         handle.remove()
     return outputs
+
+
+def _record_inputs(model, x):
+    return _record_with(model, x, nn.Module.named_modules, lambda args, out: args[0].detach())
 
 
 def _record_children_only(model, x):
-    outputs = {}
-    handles = [
-        module.register_forward_hook(lambda mod, args, out, name=name: outputs.__setitem__(name, out.detach()))
-        for name, module in model.named_children()
-        if isinstance(module, nn.ReLU)
-    ]
-    model(x)
-    for handle in handles:
-        handle.remove()
-    return outputs
+    return _record_with(model, x, nn.Module.named_children, lambda args, out: out.detach())
 
 
 def _record_not_detached(model, x):
-    outputs = {}
-    handles = [
-        module.register_forward_hook(lambda mod, args, out, name=name: outputs.__setitem__(name, out))
-        for name, module in model.named_modules()
-        if isinstance(module, nn.ReLU)
-    ]
-    model(x)
-    for handle in handles:
-        handle.remove()
-    return outputs
+    return _record_with(model, x, nn.Module.named_modules, lambda args, out: out)
 
 
 register(
