@@ -275,7 +275,9 @@ def build(outdir: Path, notebooks: list[Path] | None = None) -> list[Path]:
     mathjax = outdir / MATHJAX_DIR
     if mathjax.exists():
         shutil.rmtree(mathjax)
-    shutil.copytree(mathjax_source(), mathjax)
+    # jax/output/SVG holds only font tables (the package has no SVG output jax): 3 MB of nothing
+    source = mathjax_source()
+    shutil.copytree(source, mathjax, ignore=lambda folder, names: ["SVG"] if Path(folder) == source / "jax" / "output" else [])
 
     exporter = make_exporter()
     index = outdir / "index.html"

@@ -6,7 +6,8 @@ chromium``; ``.ci/run`` installs it) and drives it with the Playwright Python pa
 browser is ever downloaded. The fixtures here start and stop everything themselves:
 
 * ``lab``: JupyterLab on 127.0.0.1 (a free port, no token) serving a temporary copy of
-  ``notebooks/``, configured by ``tests/browser/jupyter_config/`` (``JUPYTER_CONFIG_DIR``);
+  ``notebooks/``, configured by a scratch copy of ``tests/browser/jupyter_config/``
+  (``JUPYTER_CONFIG_DIR``);
 * ``browser``: headless Chromium; ``context`` and ``page`` give each test a fresh profile in
   which every request to an address outside this machine is blocked and recorded.
 
@@ -15,7 +16,7 @@ to ``build/screenshots/``.
 
 Environment knobs:
     COURSE_CHROMIUM: the Chromium binary (default /usr/bin/chromium).
-    COURSE_BROWSER_NOTEBOOK_TIMEOUT: seconds allowed for one notebook's run-all (default 600).
+    COURSE_BROWSER_NOTEBOOK_TIMEOUT: seconds allowed for one notebook's run-all (default 300).
     COURSE_BROWSER_NOTEBOOKS: the folder of notebooks to run in JupyterLab (default notebooks/;
         ``build/student`` after ``make student`` tries the student edition).
 """
@@ -42,7 +43,8 @@ CONFIG_DIR = Path(__file__).resolve().parent / "jupyter_config"
 SCREENSHOTS = ROOT / "build" / "screenshots"
 CHROMIUM = Path(os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium"))
 # Headless, and quiet on a closed network: without the background-networking flags Chromium
-# keeps trying to reach Google's services.
+# keeps trying to reach Google's services. (No --user-data-dir: Playwright's launch() always
+# gives Chromium a fresh temporary profile, and refuses that flag.)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -191,10 +193,14 @@ def lab(tmp_path_factory) -> LabServer:
     state = base / "state"
     (state / "user-settings").mkdir(parents=True)
     (state / "workspaces").mkdir()
+    # a scratch copy of the config folder: Jupyter writes into its config dir (a "migrated"
+    # marker, config migrated from ~/.ipython), and nothing of that belongs in the repo
+    config_dir = state / "jupyter_config"
+    shutil.copytree(CONFIG_DIR, config_dir, ignore=shutil.ignore_patterns("migrated", "__pycache__"))
     port = _free_port()
     env = dict(os.environ)
     env.update(
-        JUPYTER_CONFIG_DIR=str(CONFIG_DIR),
+        JUPYTER_CONFIG_DIR=str(config_dir),
         JUPYTER_RUNTIME_DIR=str(state / "runtime"),
         JUPYTER_PLATFORM_DIRS="1",
         COURSE_BROWSER_ROOT=str(root),

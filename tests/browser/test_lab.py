@@ -10,7 +10,8 @@ run all cells, wait for the kernel, then assert that
   first control moves (the other controls are moved too and reported);
 * nothing was requested from outside this machine.
 
-Screenshots: ``build/screenshots/lab/NN_name.png`` (the whole notebook after the run) and
+Screenshots: ``build/screenshots/lab/NN_name.png`` (the whole notebook after the run; very long
+notebooks add ``NN_name.part2.png``...) and
 ``NN_name.explorer-K.{before,after}.png`` for each explorer.
 """
 
@@ -22,12 +23,13 @@ import warnings
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-NOTEBOOK_TIMEOUT_S = float(os.environ.get("COURSE_BROWSER_NOTEBOOK_TIMEOUT", "600"))
+NOTEBOOK_TIMEOUT_S = float(os.environ.get("COURSE_BROWSER_NOTEBOOK_TIMEOUT", "300"))
 KERNEL_READY_TIMEOUT_S = 120
 WIDGETS_TIMEOUT_S = 60
 REDRAW_TIMEOUT_S = 30
-MAX_SCREENSHOT_HEIGHT = 16_000  # Chromium's largest texture; taller notebooks are cut
+MAX_SCREENSHOT_HEIGHT = 16_000  # about Chromium's largest texture: taller notebooks come in parts
 _ROOT = Path(__file__).resolve().parents[2]
 _EDITION = os.environ.get("COURSE_BROWSER_NOTEBOOKS", "")
 # build/screenshots/lab/ for the solution edition, lab-student/ for COURSE_BROWSER_NOTEBOOKS=build/student
@@ -94,26 +96,28 @@ CELLS = (
 }"""
 )
 
+# The figure and the controls of one explorer, controls in on-screen order; `nth` counts
+# controls of the same kind (for the locators in `_move`).
 EXPLORER_STATE = """(explorer) => {
     const img = explorer.querySelector('.widget-output img, .jp-OutputArea-output img');
-    const sliders = Array.from(explorer.querySelectorAll('.widget-slider')).map(s => {
-        const handle = s.querySelector('.noUi-handle');
+    const seen = {slider: 0, dropdown: 0};
+    const controls = Array.from(explorer.querySelectorAll('.widget-slider, .widget-dropdown')).map(c => {
+        const label = (c.querySelector('.widget-label') || {}).textContent || '';
+        if (c.classList.contains('widget-dropdown')) {
+            const select = c.querySelector('select');
+            return {kind: 'dropdown', nth: seen.dropdown++, label, value: select.value,
+                    options: Array.from(select.options).map(o => o.value)};
+        }
+        const handle = c.querySelector('.noUi-handle');
         return {
-            kind: 'slider',
-            label: (s.querySelector('.widget-label') || {}).textContent || '',
-            value: (s.querySelector('.widget-readout') || {}).textContent || '',
+            kind: 'slider', nth: seen.slider++, label,
+            value: (c.querySelector('.widget-readout') || {}).textContent || '',
             now: handle ? Number(handle.getAttribute('aria-valuenow')) : null,
             max: handle ? Number(handle.getAttribute('aria-valuemax')) : null,
         };
     });
-    const dropdowns = Array.from(explorer.querySelectorAll('.widget-dropdown')).map(d => ({
-        kind: 'dropdown',
-        label: (d.querySelector('.widget-label') || {}).textContent || '',
-        value: d.querySelector('select').value,
-        options: Array.from(d.querySelector('select').options).map(o => o.value),
-    }));
     return {src: img ? img.src : null, title: (explorer.querySelector('.widget-html') || {}).textContent || '',
-            controls: [...sliders, ...dropdowns]};
+            controls};
 }"""
 
 
@@ -164,23 +168,20 @@ def _widgets_settled(page, name: str) -> list[dict]:
         time.sleep(0.5)
 
 
-def _move(page, explorer, control_index: int, control: dict) -> str:
+def _move(explorer, control: dict) -> str:
     """Move one control of an explorer; return a description of the move."""
     if control["kind"] == "dropdown":
-        select = explorer.locator(".widget-dropdown select").nth(control_index - _n_sliders(explorer))
+        select = explorer.locator(".widget-dropdown select").nth(control["nth"])
         other = next(v for v in control["options"] if v != control["value"])
         select.select_option(other)
         return f"dropdown {control['label']!r}: {control['value']} -> {other}"
-    handle = explorer.locator(".widget-slider .noUi-handle").nth(control_index)
+    handle = explorer.locator(".widget-slider .noUi-handle").nth(control["nth"])
     handle.scroll_into_view_if_needed()
     handle.focus()
-    key = "ArrowRight" if control["now"] is None or control["max"] is None or control["now"] < control["max"] else "ArrowLeft"
+    at_max = control["now"] is not None and control["max"] is not None and control["now"] >= control["max"]
+    key = "ArrowLeft" if at_max else "ArrowRight"
     handle.press(key)
     return f"slider {control['label']!r} from {control['value']} ({key})"
-
-
-def _n_sliders(explorer) -> int:
-    return explorer.locator(".widget-slider").count()
 
 
 def _wait_for_new_figure(page, explorer, before: str | None, timeout: float) -> bool:
@@ -211,7 +212,7 @@ def _exercise_explorers(page, name: str, stem: str, screenshots) -> tuple[list[s
         explorer.screenshot(path=str(screenshots / f"{stem}.explorer-{k}.before.png"))
         for i, control in enumerate(state["controls"]):
             before = explorer.evaluate(EXPLORER_STATE)["src"]
-            move = _move(page, explorer, i, control)
+            move = _move(explorer, control)
             # the first control must redraw; the others may legitimately not (a parameter
             # that the current choice of another control ignores), so they wait less
             changed = _wait_for_new_figure(page, explorer, before, REDRAW_TIMEOUT_S if i == 0 else 5)
@@ -223,22 +224,42 @@ def _exercise_explorers(page, name: str, stem: str, screenshots) -> tuple[list[s
     return failures, notes
 
 
-def _full_screenshot(page, path) -> None:
-    """The whole notebook in one image: a viewport as tall as the notebook, sidebar closed."""
+_OUTER = "document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer')"
+
+
+def _full_screenshot(page, path: Path) -> list[Path]:
+    """The whole notebook, sidebar closed, in a viewport as tall as the notebook.
+
+    Notebooks taller than Chromium's largest texture come in parts: ``NAME.png``,
+    ``NAME.part2.png``, ... Returns the files written.
+    """
     page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
-    height = page.evaluate(
-        """() => { const outer = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer');
-                  return outer ? outer.scrollHeight : document.body.scrollHeight; }"""
-    )
+    height = page.evaluate(f"() => {{ const o = {_OUTER}; return o ? o.scrollHeight : document.body.scrollHeight; }}")
     size = page.viewport_size
     page.set_viewport_size({"width": size["width"], "height": min(int(height) + 200, MAX_SCREENSHOT_HEIGHT)})
-    page.evaluate(
-        "() => { const o = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer');"
-        " if (o) o.scrollTop = 0; }"
-    )
-    time.sleep(0.5)
-    page.screenshot(path=str(path))
-    page.set_viewport_size(size)
+    written = []
+    try:
+        # wait for JupyterLab to lay the panel out in the new viewport before measuring it (a
+        # slow layout only means more, overlapping parts, so a timeout is not an error)
+        try:
+            page.wait_for_function(
+                f"(h) => {{ const o = {_OUTER}; return !o || o.clientHeight >= h; }}",
+                arg=min(int(height), MAX_SCREENSHOT_HEIGHT - 400),
+                timeout=10_000,
+            )
+        except PlaywrightTimeout:
+            pass
+        step = page.evaluate(f"() => {{ const o = {_OUTER}; return o ? o.clientHeight : 0; }}") or MAX_SCREENSHOT_HEIGHT
+        for part, top in enumerate(range(0, max(int(height), 1), int(step)), start=1):
+            page.evaluate(f"(top) => {{ const o = {_OUTER}; if (o) o.scrollTop = top; }}", top)
+            time.sleep(0.5)
+            target = path if part == 1 else path.with_name(f"{path.stem}.part{part}{path.suffix}")
+            page.screenshot(path=str(target))
+            written.append(target)
+    finally:
+        page.evaluate(f"() => {{ const o = {_OUTER}; if (o) o.scrollTop = 0; }}")
+        page.set_viewport_size(size)
+    return written
 
 
 SHUTDOWN_KERNEL = (
@@ -283,6 +304,7 @@ def test_notebook_runs_in_jupyterlab(notebook, lab, page, traffic, timings, shut
     problems = _problems(cells)
     t_widgets = time.monotonic()
     _full_screenshot(page, folder / f"{notebook.stem}.png")
+    t_screenshot = time.monotonic()
 
     failures, notes = _exercise_explorers(page, name, notebook.stem, folder)
     t_explore = time.monotonic()
@@ -291,7 +313,8 @@ def test_notebook_runs_in_jupyterlab(notebook, lab, page, traffic, timings, shut
         open=t_open - t0,
         run_all=t_run - t_open,
         widgets=t_widgets - t_run,
-        explorers=t_explore - t_widgets,
+        screenshot=t_screenshot - t_widgets,
+        explorers=t_explore - t_screenshot,
         total=t_explore - t0,
     )
     for note in notes:

@@ -1,6 +1,6 @@
 """JupyterLab configuration for the browser tests only (``make test-browser``).
 
-Picked up through ``JUPYTER_CONFIG_DIR`` pointing at this folder, which the test
+Picked up through ``JUPYTER_CONFIG_DIR`` pointing at a scratch copy of this folder, which the test
 fixture sets. It removes every protection a real server needs (no token, no XSRF
 check) and listens on 127.0.0.1 only: never use it for ``make lab``.
 
