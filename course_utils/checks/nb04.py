@@ -110,6 +110,11 @@ def _merge_head_major(attn, kpm, h):
     return torch.zeros(blocked.shape).masked_fill(blocked, float("-inf")).repeat(h, 1, 1)
 
 
+def _merge_not_repeated(attn, kpm, h):
+    blocked = attn | kpm[:, None, :]
+    return torch.zeros(blocked.shape).masked_fill(blocked, float("-inf"))  # (N, L, S): one mask per sequence only
+
+
 def _merge_sdpa_meaning(attn, kpm, h):
     blocked = attn | kpm[:, None, :]
     return torch.zeros(blocked.shape).masked_fill(~blocked, float("-inf")).repeat_interleave(h, dim=0)
@@ -153,6 +158,10 @@ register(
             Mistake("head-major", "your (N * h) axis is head-major (.repeat): MultiheadAttention reads row n * num_heads + head, "
                     "so each sequence's mask must be repeated num_heads times in a row (.repeat_interleave(num_heads, dim=0))",
                     _merge_head_major),
+            Mistake("not repeated per head", "you returned one (N, L, S) mask per sequence, but MultiheadAttention adds "
+                    "the mask to the (N * num_heads, L, S) scores, one row per head: repeat each sequence's mask for every "
+                    "head, batch-major (row n * num_heads + head), with .repeat_interleave(num_heads, dim=0)",
+                    _merge_not_repeated),
             Mistake("SDPA meaning", "you gave the boolean masks the F.scaled_dot_product_attention meaning (True = attend); in "
                     "MultiheadAttention True means BLOCKED: put -inf where the masks are True", _merge_sdpa_meaning),
             Mistake("and instead of or", "a key is blocked if EITHER mask blocks it: combine with | (or), not & (and)", _merge_and),

@@ -96,6 +96,23 @@ class _SoftmaxNoDim(DenseSynthesizerHead):
         return weights @ self.value(x), weights
 
 
+class _SoftmaxOverQueries(DenseSynthesizerHead):
+    def forward(self, x, causal=False):
+        L = x.shape[1]
+        logits = self.linear2(torch.relu(self.linear1(x)))[..., :L]
+        if causal:
+            logits = logits.masked_fill(_future(L), float("-inf"))
+        weights = torch.softmax(logits, dim=1)  # (N, L, L) normalised down each column: over the queries
+        return weights @ self.value(x), weights
+
+
+class _CausalIgnored(DenseSynthesizerHead):
+    def forward(self, x, causal=False):
+        L = x.shape[1]
+        weights = torch.softmax(self.linear2(torch.relu(self.linear1(x)))[..., :L], dim=-1)  # no mask, causal or not
+        return weights @ self.value(x), weights
+
+
 class _NoValueProjection(DenseSynthesizerHead):
     def __init__(self, d_model, max_len):
         nn.Module.__init__(self)
@@ -161,8 +178,14 @@ register(
                     "d -> d -> max_len: linear1 = nn.Linear(d_model, d_model), linear2 = nn.Linear(d_model, max_len)", _ForumHiddenWidth),
             Mistake("softmax without dim", "you called softmax without `dim`: on a 3-D tensor PyTorch picks dim=0, the BATCH axis; "
                     "each query's row must sum to 1, so use dim=-1", _SoftmaxNoDim),
+            Mistake("softmax over the queries", "you took the softmax over dim=1, the forum question's bug: for the post's "
+                    "unbatched (L, L) logits dim=1 is the keys, but on batched (N, L, L) logits it is the QUERY axis, so each "
+                    "column sums to 1 instead of each row; normalise over the keys, the last axis: dim=-1", _SoftmaxOverQueries),
             Mistake("values not projected", "you mixed x itself; the paper mixes G(x), a learned projection of the same x: "
                     "add self.value = nn.Linear(d_model, d_model) and use self.value(x)", _NoValueProjection),
+            Mistake("ignored the causal mask", "you ignored causal=True: query 0 sees the future (its weights on keys 1, 2, ... "
+                    "are not 0); when causal, fill the logits above the diagonal (key j > query i) with -inf before the softmax",
+                    _CausalIgnored),
             Mistake("mask zeroed after softmax", "you zeroed the future AFTER the softmax, so the rows no longer sum to 1; "
                     "fill the logits with -inf BEFORE the softmax", _MaskZeroedAfterSoftmax),
             Mistake("mask added after softmax", "you added the -inf mask AFTER the softmax, which puts -inf (and NaN) into the "
