@@ -67,6 +67,10 @@ def test_no_widget_state_or_volatile_metadata(notebook):
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     for cell in nb["cells"]:
         assert set(cell["metadata"]) <= {"tags", "slideshow"}, f"{path.name}: volatile cell metadata {set(cell['metadata'])}"
+        for output in cell.get("outputs", []):
+            assert "application/vnd.jupyter.widget-view+json" not in output.get("data", {}), (
+                f"{path.name}: a stored widget view (a random model id without its state): run make execute"
+            )
 
 
 def test_ignored_outputs_are_rare(notebook):

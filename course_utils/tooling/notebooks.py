@@ -25,8 +25,16 @@ def course_notebooks() -> list[Path]:
     return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
 def normalise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Drop volatile metadata: widget state, timings, kernel versions; stable cell ids."""
+    """Drop what changes from run to run: widget state and views, timings, kernel versions; stable cell ids.
+
+    A stored widget view would point at a model whose state is not stored (a random id that
+    changes every run), so it is dropped: the stored notebook shows each explorer's static
+    picture, and running the cell brings the live widget back.
+    """
     nb.metadata = nbformat.NotebookNode(
         kernelspec=KERNEL,
         language_info={"name": "python", "pygments_lexer": "ipython3"},
@@ -35,6 +43,8 @@ def normalise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         cell.id = f"cell-{index:03d}"
         keep = {k: v for k, v in cell.metadata.items() if k in ("tags", "slideshow")}
         cell.metadata = nbformat.NotebookNode(keep)
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(WIDGET_VIEW, None)
     return nb
 
 
