@@ -1,0 +1,70 @@
+"""The key/value cache of fast generation, and the head repetition of grouped-query attention.
+
+A decoder that generates one token at a time recomputes, at every step, the keys and values of
+every earlier token, although they never change (the mask stops earlier tokens from seeing later
+ones). :class:`KVCache` keeps them, per layer, so that a step computes only the new token's
+query, key and value. :func:`repeat_kv` lets ``n_kv_head`` cached key/value heads serve
+``n_head`` query heads (multi-query attention when ``n_kv_head == 1``, grouped-query otherwise).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["KVCache", "repeat_kv"]
+
+
+class KVCache:
+    """Keys and values of the tokens seen so far, one pair of tensors per layer.
+
+    Args:
+        n_layer: the number of attention layers that share this cache.
+
+    Shape:
+        - ``update(layer, k, v)``: k and v :math:`(B, H_{kv}, T_{new}, D)`; returns the layer's whole
+          keys and values :math:`(B, H_{kv}, T_{past} + T_{new}, D)`.
+    """
+
+    def __init__(self, n_layer: int) -> None:
+        if isinstance(n_layer, bool) or not isinstance(n_layer, int) or n_layer < 1:
+            raise ValueError(f"KVCache: n_layer must be a positive int, got {n_layer!r}")
+        self.keys: list[Tensor | None] = [None] * n_layer
+        self.values: list[Tensor | None] = [None] * n_layer
+
+    def __len__(self) -> int:
+        """The number of cached positions (those of layer 0)."""
+        k = self.keys[0]
+        return 0 if k is None else k.shape[2]
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append the new positions' ``k`` and ``v`` to ``layer``'s cache and return all of them."""
+        if k.dim() != 4 or k.shape != v.shape:
+            raise ValueError(f"KVCache.update: k and v must both be (B, H_kv, T_new, D), got {tuple(k.shape)} and {tuple(v.shape)}")
+        if self.keys[layer] is not None:
+            k = torch.cat([self.keys[layer], k], dim=2)  # (B, H_kv, T_past + T_new, D)
+            v = torch.cat([self.values[layer], v], dim=2)  # (B, H_kv, T_past + T_new, D)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+    def nbytes(self) -> int:
+        """Bytes held by the cached tensors: layers x 2 x B x H_kv x T x D x element size."""
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values if t is not None)
+
+
+def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
+    """Repeat each key/value head ``n_rep`` times, so ``H_kv`` heads serve ``H_kv * n_rep`` query heads.
+
+    Query head ``h`` uses key/value head ``h // n_rep``: the grouping of
+    ``F.scaled_dot_product_attention(..., enable_gqa=True)``.
+
+    Args:
+        x: keys or values.
+        n_rep: how many query heads share each key/value head.
+
+    Shape:
+        - x: :math:`(B, H_{kv}, T, D)`; output: :math:`(B, H_{kv} \\cdot n_{rep}, T, D)`.
+    """
+    if n_rep == 1:
+        return x
+    return x.repeat_interleave(n_rep, dim=1)  # (B, H_kv * n_rep, T, D)
