@@ -4,7 +4,7 @@ The notebooks teach each idea step by step, then import the reference version fr
 and check their own code against it.
 """
 
-from . import activations
+from . import activations, progress
 from .attention import Head, MultiheadAttention, scaled_dot_product_attention
 from .core import get_device, seed_everything
 from .module_tools import trace_shapes
@@ -40,4 +40,6 @@ __all__ = [
     # synthesizers (notebooks 06-07)
     "DenseSynthesizer", "RandomSynthesizer", "FactorizedDenseSynthesizer", "FactorizedRandomSynthesizer",
     "SynthesizerMixture", "make_synthesizer", "synthesizer_parameter_count",
+    # the learner's own progress table: course_utils.progress()
+    "progress",
 ]
