@@ -26,11 +26,24 @@ Three conventions make the gradients match PyTorch's exactly:
 ``inplace=True`` computes the result out of place, then copies it into ``input`` and
 returns ``input``, so it fails in the same situations as PyTorch's in-place kernels (a leaf
 that requires grad; a tensor that autograd saved for the backward pass).
+
+**Dtypes** follow PyTorch: most functions take floating-point input only; ``relu``,
+``relu6``, ``hardtanh`` and ``threshold`` also take integers and keep their dtype;
+``sigmoid``, ``tanh``, ``softsign`` and ``tanhshrink`` turn integers into the default
+float dtype. float16 and bfloat16 are computed in float32 and rounded once at the end, as
+PyTorch's kernels do (``exp(20)`` would overflow float16). Anything else (a wrong type, a
+string where a number goes) is refused with an error that names the argument.
+
+Differences from PyTorch:
+    1. Complex input is refused; PyTorch accepts it for ``sigmoid``, ``tanh``, ``silu``,
+       ``softsign`` and ``tanhshrink`` (the comparisons these formulas branch on do not
+       exist for complex numbers).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 
 import torch
@@ -45,14 +58,63 @@ SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
 
-def _check_tensor(name: str, input) -> None:
+_REDUCED_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _check_tensor(fn: str, input, arg: str = "input") -> None:
     if not isinstance(input, torch.Tensor):
-        raise TypeError(f"{name}: `input` must be a torch.Tensor, got {type(input).__name__}")
+        raise TypeError(f"{fn}: `{arg}` must be a torch.Tensor, got {type(input).__name__}")
+
+
+def _check_number(fn: str, arg: str, value) -> None:
+    """A Python number or a 0-D tensor, as PyTorch's ``Scalar`` arguments accept."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0:
+        return
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}: `{arg}` must be a number, got {type(value).__name__} {value!r}")
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 in float32, like PyTorch's kernels (one rounding at the end); others as they are."""
+    return x.float() if x.dtype in _REDUCED_PRECISION else x
+
+
+def _float_input(fn: str, input) -> torch.Tensor:
+    """Refuse what PyTorch refuses (non-tensors, integer, bool, complex); return the tensor to compute with."""
+    _check_tensor(fn, input)
+    if not input.is_floating_point():
+        raise TypeError(
+            f"{fn}: `input` must be a floating-point tensor (float16/32/64 or bfloat16), got dtype {input.dtype}; "
+            f"convert it first, e.g. input.float()"
+        )
+    return _compute_dtype(input)
+
+
+def _real_input(fn: str, input) -> torch.Tensor:
+    """Integers or floats (``relu``, ``threshold``, ``hardtanh``): bool and complex are refused, as in PyTorch."""
+    _check_tensor(fn, input)
+    if input.dtype == torch.bool or input.is_complex():
+        raise TypeError(f"{fn}: `input` must be an integer or floating-point tensor, got dtype {input.dtype}")
+    return _compute_dtype(input)
+
+
+def _promoted_input(fn: str, input, bool_ok: bool = True) -> torch.Tensor:
+    """Integers (and bool, where PyTorch takes it) become the default float dtype, as in ``torch.sigmoid``."""
+    _check_tensor(fn, input)
+    if input.is_complex() or (input.dtype == torch.bool and not bool_ok):
+        raise TypeError(f"{fn}: `input` must be a real (not complex{'' if bool_ok else ' or bool'}) tensor, got dtype {input.dtype}")
+    if not input.is_floating_point():
+        return input.to(torch.get_default_dtype())
+    return _compute_dtype(input)
+
+
+def _promoted_result(input: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+    return result.to(input.dtype) if input.is_floating_point() else result
 
 
 def _finish(input: torch.Tensor, result: torch.Tensor, inplace: bool) -> torch.Tensor:
-    """Return ``result``, or write it into ``input`` and return ``input`` when ``inplace``."""
-    return input.copy_(result) if inplace else result
+    """``result`` in ``input``'s dtype, or written into ``input`` (and ``input`` returned) when ``inplace``."""
+    return input.copy_(result) if inplace else result.to(input.dtype)
 
 
 def _neg_abs(x: torch.Tensor) -> torch.Tensor:
@@ -73,8 +135,8 @@ def relu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("relu", input)
-    return _finish(input, torch.where(input <= 0, 0.0, input), inplace)
+    x = _real_input("relu", input)
+    return _finish(input, torch.where(x <= 0, 0, x), inplace)
 
 
 def threshold(input: torch.Tensor, threshold: float, value: float, inplace: bool = False) -> torch.Tensor:
@@ -89,8 +151,12 @@ def threshold(input: torch.Tensor, threshold: float, value: float, inplace: bool
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("threshold", input)
-    return _finish(input, torch.where(input <= threshold, value, input), inplace)
+    x = _real_input("threshold", input)
+    _check_number("threshold", "threshold", threshold)
+    _check_number("threshold", "value", value)
+    if not x.is_floating_point():  # integer input: the parameters are truncated to integers, as in PyTorch
+        threshold, value = int(threshold), int(value)
+    return _finish(input, torch.where(x <= threshold, value, x), inplace)
 
 
 def leaky_relu(input: torch.Tensor, negative_slope: float = 0.01, inplace: bool = False) -> torch.Tensor:
@@ -104,17 +170,18 @@ def leaky_relu(input: torch.Tensor, negative_slope: float = 0.01, inplace: bool 
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("leaky_relu", input)
-    return _finish(input, torch.where(input > 0, input, input * negative_slope), inplace)
+    x = _float_input("leaky_relu", input)
+    _check_number("leaky_relu", "negative_slope", negative_slope)
+    return _finish(input, torch.where(x > 0, x, x * negative_slope), inplace)
 
 
 def rrelu(
     input: torch.Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False, inplace: bool = False
 ) -> torch.Tensor:
-    r"""Randomized leaky ReLU: ``x`` for ``x >= 0``, else ``a * x``.
+    r"""Randomized leaky ReLU: ``x`` for ``x > 0``, else ``a * x``.
 
     In training, ``a ~ U(lower, upper)`` is drawn afresh for every element on every call
-    (and the gradient is that ``a``). Otherwise ``a = (lower + upper) / 2``: note that the
+    (and the gradient is that ``a``, also at exactly ``x = 0``, as in PyTorch). Otherwise ``a = (lower + upper) / 2``: note that the
     functional form defaults to ``training=False``, while ``nn.RReLU`` passes its
     ``self.training``.
 
@@ -127,13 +194,17 @@ def rrelu(
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("rrelu", input)
+    x = _float_input("rrelu", input)
+    _check_number("rrelu", "lower", lower)
+    _check_number("rrelu", "upper", upper)
+    if not isinstance(training, bool):
+        raise TypeError(f"rrelu: `training` must be a bool, got {type(training).__name__} {training!r}")
     if lower > upper:
         raise ValueError(f"rrelu: `lower` must be <= `upper`, got lower={lower} and upper={upper}")
     if not training:
         return leaky_relu(input, (lower + upper) / 2, inplace)
-    slopes = torch.empty_like(input).uniform_(lower, upper)  # one slope per element
-    return _finish(input, torch.where(input >= 0, input, input * slopes), inplace)
+    slopes = torch.empty_like(x).uniform_(float(lower), float(upper))  # one slope per element
+    return _finish(input, torch.where(x > 0, x, x * slopes), inplace)
 
 
 def hardtanh(input: torch.Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> torch.Tensor:
@@ -141,16 +212,22 @@ def hardtanh(input: torch.Tensor, min_val: float = -1.0, max_val: float = 1.0, i
 
     Args:
         input: any tensor.
-        min_val, max_val: the limits, ``min_val < max_val``.
+        min_val, max_val: the limits, ``min_val <= max_val``.
         inplace: write the result into ``input``.
 
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("hardtanh", input)
-    if not max_val > min_val:
-        raise ValueError(f"hardtanh: `max_val` must be greater than `min_val`, got min_val={min_val} and max_val={max_val}")
-    clipped = torch.where(input <= min_val, min_val, torch.where(input >= max_val, max_val, input))
+    x = _real_input("hardtanh", input)
+    _check_number("hardtanh", "min_val", min_val)
+    _check_number("hardtanh", "max_val", max_val)
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: `min_val` must not be greater than `max_val`, got min_val={min_val} and max_val={max_val}")
+    if not x.is_floating_point():  # integer input: the limits are truncated to integers, as in PyTorch
+        min_val, max_val = int(min_val), int(max_val)
+        if input.dtype == torch.uint8 and min(min_val, max_val) < 0:
+            raise ValueError(f"hardtanh: an unsigned (uint8) `input` needs limits >= 0, got min_val={min_val} and max_val={max_val}")
+    clipped = torch.where(x <= min_val, min_val, torch.where(x >= max_val, max_val, x))
     return _finish(input, clipped, inplace)
 
 
@@ -174,8 +251,12 @@ def prelu(input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         - Input: :math:`(N, C, *)`, :math:`(C)` or :math:`()`; weight: :math:`(1)` or :math:`(C)`.
         - Output: the shape of the input.
     """
-    _check_tensor("prelu", input)
-    _check_tensor("prelu", weight)
+    x = _float_input("prelu", input)
+    _check_tensor("prelu", weight, "weight")
+    if weight.dtype != input.dtype:
+        raise TypeError(f"prelu: `weight` must have the dtype of `input` ({input.dtype}), got dtype {weight.dtype}")
+    if weight.device != input.device:
+        raise ValueError(f"prelu: `weight` must be on the device of `input` ({input.device}), got {weight.device}")
     if weight.dim() > 1:
         raise ValueError(f"prelu: `weight` must be 0-D or 1-D, got shape {tuple(weight.shape)}")
     channels = input.size(1) if input.dim() >= 2 else 1
@@ -184,11 +265,12 @@ def prelu(input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
             f"prelu: `weight` must have 1 element or one per channel (input.size(1) = {channels}), "
             f"got {weight.numel()} elements for input of shape {tuple(input.shape)}"
         )
+    weight = _compute_dtype(weight)
     if weight.numel() > 1:
         weight = weight.reshape(1, channels, *([1] * (input.dim() - 2)))  # (1, C, 1, ...)
     else:
         weight = weight.reshape(())
-    return torch.where(input > 0, input, weight * input)
+    return torch.where(x > 0, x, weight * x).to(input.dtype)
 
 
 # --------------------------------------------------------------------------- exponential family (ELU...)
@@ -205,9 +287,10 @@ def elu(input: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("elu", input)
-    negative_part = torch.where(input > 0, 0.0, input)  # only <= 0 reaches expm1: no overflow
-    return _finish(input, torch.where(input > 0, input, alpha * torch.expm1(negative_part)), inplace)
+    x = _float_input("elu", input)
+    _check_number("elu", "alpha", alpha)
+    negative_part = torch.where(x > 0, 0.0, x)  # only <= 0 reaches expm1: no overflow
+    return _finish(input, torch.where(x > 0, x, alpha * torch.expm1(negative_part)), inplace)
 
 
 def celu(input: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Tensor:
@@ -221,11 +304,12 @@ def celu(input: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torc
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("celu", input)
+    x = _float_input("celu", input)
+    _check_number("celu", "alpha", alpha)
     if alpha == 0:
         raise ValueError("celu: `alpha` must not be 0 (it divides x), got alpha=0")
-    negative_part = torch.where(input > 0, 0.0, input)
-    return _finish(input, torch.where(input > 0, input, alpha * torch.expm1(negative_part / alpha)), inplace)
+    negative_part = torch.where(x > 0, 0.0, x)
+    return _finish(input, torch.where(x > 0, x, alpha * torch.expm1(negative_part / alpha)), inplace)
 
 
 def selu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -234,9 +318,9 @@ def selu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("selu", input)
-    negative_part = torch.where(input > 0, 0.0, input)
-    result = SELU_SCALE * torch.where(input > 0, input, SELU_ALPHA * torch.expm1(negative_part))
+    x = _float_input("selu", input)
+    negative_part = torch.where(x > 0, 0.0, x)
+    result = SELU_SCALE * torch.where(x > 0, x, SELU_ALPHA * torch.expm1(negative_part))
     return _finish(input, result, inplace)
 
 
@@ -249,9 +333,9 @@ def sigmoid(input: torch.Tensor) -> torch.Tensor:
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("sigmoid", input)
-    e = torch.exp(_neg_abs(input))  # e^{-|x|} <= 1: never overflows
-    return torch.where(input < 0, e / (1 + e), 1 / (1 + e))
+    x = _promoted_input("sigmoid", input)
+    e = torch.exp(_neg_abs(x))  # e^{-|x|} <= 1: never overflows
+    return _promoted_result(input, torch.where(x < 0, e / (1 + e), 1 / (1 + e)))
 
 
 def tanh(input: torch.Tensor) -> torch.Tensor:
@@ -260,10 +344,10 @@ def tanh(input: torch.Tensor) -> torch.Tensor:
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("tanh", input)
-    e = torch.exp(2 * _neg_abs(input))  # e^{-2|x|}, in (0, 1]
-    magnitude = -torch.expm1(2 * _neg_abs(input)) / (1 + e)  # tanh(|x|), accurate near 0
-    return torch.where(input < 0, -magnitude, magnitude)
+    x = _promoted_input("tanh", input)
+    e = torch.exp(2 * _neg_abs(x))  # e^{-2|x|}, in (0, 1]
+    magnitude = -torch.expm1(2 * _neg_abs(x)) / (1 + e)  # tanh(|x|), accurate near 0
+    return _promoted_result(input, torch.where(x < 0, -magnitude, magnitude))
 
 
 def hardsigmoid(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -272,8 +356,8 @@ def hardsigmoid(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("hardsigmoid", input)
-    result = torch.where(input <= -3, 0.0, torch.where(input >= 3, 1.0, input / 6 + 0.5))
+    x = _float_input("hardsigmoid", input)
+    result = torch.where(x <= -3, 0.0, torch.where(x >= 3, 1.0, x / 6 + 0.5))
     return _finish(input, result, inplace)
 
 
@@ -283,8 +367,8 @@ def softsign(input: torch.Tensor) -> torch.Tensor:
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("softsign", input)
-    return input / (1 + input.abs())
+    x = _promoted_input("softsign", input, bool_ok=False)
+    return _promoted_result(input, x / (1 + x.abs()))
 
 
 def logsigmoid(input: torch.Tensor) -> torch.Tensor:
@@ -293,8 +377,8 @@ def logsigmoid(input: torch.Tensor) -> torch.Tensor:
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("logsigmoid", input)
-    return torch.where(input < 0, input, 0.0) - torch.log1p(torch.exp(_neg_abs(input)))
+    x = _float_input("logsigmoid", input)
+    return (torch.where(x < 0, x, 0.0) - torch.log1p(torch.exp(_neg_abs(x)))).to(input.dtype)
 
 
 # --------------------------------------------------------------------------- smooth ReLUs
@@ -311,11 +395,13 @@ def softplus(input: torch.Tensor, beta: float = 1.0, threshold: float = 20.0) ->
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("softplus", input)
-    scaled = input * beta
+    x = _float_input("softplus", input)
+    _check_number("softplus", "beta", beta)
+    _check_number("softplus", "threshold", threshold)
+    scaled = x * beta
     linear = scaled > threshold
     safe = torch.where(linear, 0.0, scaled)  # keep exp() away from the values it would overflow on
-    return torch.where(linear, input, torch.log1p(torch.exp(safe)) / beta)
+    return torch.where(linear, x, torch.log1p(torch.exp(safe)) / beta).to(input.dtype)
 
 
 def silu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -324,8 +410,8 @@ def silu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("silu", input)
-    return _finish(input, input * sigmoid(input), inplace)
+    x = _float_input("silu", input)
+    return _finish(input, x * sigmoid(x), inplace)
 
 
 def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -334,8 +420,8 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("mish", input)
-    return _finish(input, input * tanh(softplus(input)), inplace)
+    x = _float_input("mish", input)
+    return _finish(input, x * tanh(softplus(x)), inplace)
 
 
 def hardswish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -344,8 +430,8 @@ def hardswish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("hardswish", input)
-    return _finish(input, input * hardsigmoid(input), inplace)
+    x = _float_input("hardswish", input)
+    return _finish(input, x * hardsigmoid(x), inplace)
 
 
 def gelu(input: torch.Tensor, approximate: str = "none") -> torch.Tensor:
@@ -361,12 +447,14 @@ def gelu(input: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("gelu", input)
+    x = _float_input("gelu", input)
+    if not isinstance(approximate, str):
+        raise TypeError(f"gelu: `approximate` must be the string 'none' or 'tanh', got {type(approximate).__name__} {approximate!r}")
     if approximate == "none":
-        return input * 0.5 * (1 + torch.erf(input * (1 / math.sqrt(2))))
+        return (x * 0.5 * (1 + torch.erf(x * (1 / math.sqrt(2))))).to(input.dtype)
     if approximate == "tanh":
-        inner = math.sqrt(2 / math.pi) * (input + 0.044715 * input * input * input)
-        return 0.5 * input * (1 + tanh(inner))
+        inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)
+        return (0.5 * x * (1 + tanh(inner))).to(input.dtype)
     raise ValueError(f"gelu: `approximate` must be 'none' or 'tanh', got {approximate!r}")
 
 
@@ -379,9 +467,10 @@ def hardshrink(input: torch.Tensor, lambd: float = 0.5) -> torch.Tensor:
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("hardshrink", input)
-    inside = (input >= -lambd) & (input <= lambd)
-    return torch.where(inside, 0.0, input)
+    x = _float_input("hardshrink", input)
+    _check_number("hardshrink", "lambd", lambd)
+    inside = (x >= -lambd) & (x <= lambd)
+    return torch.where(inside, 0.0, x).to(input.dtype)
 
 
 def softshrink(input: torch.Tensor, lambd: float = 0.5) -> torch.Tensor:
@@ -394,11 +483,12 @@ def softshrink(input: torch.Tensor, lambd: float = 0.5) -> torch.Tensor:
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("softshrink", input)
+    x = _float_input("softshrink", input)
+    _check_number("softshrink", "lambd", lambd)
     if lambd < 0:
         raise ValueError(f"softshrink: `lambd` must be >= 0, got {lambd}")
-    inside = (input >= -lambd) & (input <= lambd)
-    return torch.where(inside, 0.0, torch.where(input > 0, input - lambd, input + lambd))
+    inside = (x >= -lambd) & (x <= lambd)
+    return torch.where(inside, 0.0, torch.where(x > 0, x - lambd, x + lambd)).to(input.dtype)
 
 
 def tanhshrink(input: torch.Tensor) -> torch.Tensor:
@@ -407,8 +497,8 @@ def tanhshrink(input: torch.Tensor) -> torch.Tensor:
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("tanhshrink", input)
-    return input - tanh(input)
+    x = _promoted_input("tanhshrink", input, bool_ok=False)
+    return _promoted_result(input, x - tanh(x))
 
 
 # --------------------------------------------------------------------------- gating
@@ -424,7 +514,9 @@ def glu(input: torch.Tensor, dim: int = -1) -> torch.Tensor:
     Shape:
         - Input: :math:`(*_1, 2M, *_2)`; Output: :math:`(*_1, M, *_2)`.
     """
-    _check_tensor("glu", input)
+    x = _float_input("glu", input)
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"glu: `dim` must be an int, got {type(dim).__name__} {dim!r}")
     if input.dim() == 0:
         raise ValueError("glu: `input` must have at least one dimension, got a 0-D tensor")
     if not -input.dim() <= dim < input.dim():
@@ -435,8 +527,8 @@ def glu(input: torch.Tensor, dim: int = -1) -> torch.Tensor:
             f"glu: `input` must have an even size along dim {dim} (it is split in two halves), "
             f"got size {size} (input shape {tuple(input.shape)})"
         )
-    a, b = input.split(size // 2, dim=dim)  # each (*, M, *)
-    return a * sigmoid(b)
+    a, b = x.split(size // 2, dim=dim)  # each (*, M, *)
+    return (a * sigmoid(b)).to(input.dtype)
 
 
 # --------------------------------------------------------------------------- softmax family
@@ -449,17 +541,31 @@ def _softmax_dim(name: str, input: torch.Tensor, dim: int | None, stacklevel: in
             stacklevel=stacklevel,
         )
         return 0 if input.dim() in (0, 1, 3) else 1
-    if not isinstance(dim, int):
-        raise TypeError(f"{name}: `dim` must be an int, got {type(dim).__name__}")
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"{name}: `dim` must be an int, got {type(dim).__name__} {dim!r}")
     n = max(input.dim(), 1)
     if not -n <= dim < n:
         raise ValueError(f"{name}: `dim` must be in [{-n}, {n - 1}] for a {input.dim()}-D input, got {dim}")
     return dim
 
 
+def _softmax_input(name: str, input, dtype: torch.dtype | None) -> torch.Tensor:
+    """Cast to ``dtype`` first (as PyTorch does), then require floating point; float16/bfloat16 computed in float32."""
+    _check_tensor(name, input)
+    if dtype is not None:
+        if not isinstance(dtype, torch.dtype):
+            raise TypeError(f"{name}: `dtype` must be a torch.dtype such as torch.float64, got {type(dtype).__name__} {dtype!r}")
+        input = input.to(dtype)
+    if not input.is_floating_point():
+        raise TypeError(
+            f"{name}: `input` must be a floating-point tensor (or pass a float `dtype=`), got dtype {input.dtype}"
+        )
+    return input
+
+
 def _shifted(input: torch.Tensor, dim: int) -> torch.Tensor:
     """``x - max(x)`` along ``dim``: the largest value becomes 0, so ``exp`` cannot overflow."""
-    if input.dim() == 0:
+    if input.dim() == 0 or input.numel() == 0:  # nothing to take the max of (an empty dim gives an empty result)
         return input - input.detach()
     # The shift does not change softmax, so it needs no gradient: detach it.
     return input - input.detach().amax(dim=dim, keepdim=True)
@@ -477,12 +583,10 @@ def softmax(input: torch.Tensor, dim: int | None = None, _stacklevel: int = 3, d
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("softmax", input)
+    input = _softmax_input("softmax", input, dtype)
     dim = _softmax_dim("softmax", input, dim, _stacklevel)
-    if dtype is not None:
-        input = input.to(dtype)
-    e = torch.exp(_shifted(input, dim))  # every entry in (0, 1]
-    return e / e.sum(dim=dim, keepdim=True)
+    e = torch.exp(_shifted(_compute_dtype(input), dim))  # every entry in (0, 1]
+    return (e / e.sum(dim=dim, keepdim=True)).to(input.dtype)
 
 
 def softmin(input: torch.Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -491,10 +595,8 @@ def softmin(input: torch.Tensor, dim: int | None = None, _stacklevel: int = 3, d
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("softmin", input)
+    input = _softmax_input("softmin", input, dtype)
     dim = _softmax_dim("softmin", input, dim, _stacklevel)
-    if dtype is not None:
-        input = input.to(dtype)
     return softmax(-input, dim)
 
 
@@ -506,9 +608,7 @@ def log_softmax(input: torch.Tensor, dim: int | None = None, _stacklevel: int = 
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    _check_tensor("log_softmax", input)
+    input = _softmax_input("log_softmax", input, dtype)
     dim = _softmax_dim("log_softmax", input, dim, _stacklevel)
-    if dtype is not None:
-        input = input.to(dtype)
-    shifted = _shifted(input, dim)
-    return shifted - torch.log(torch.exp(shifted).sum(dim=dim, keepdim=True))
+    shifted = _shifted(_compute_dtype(input), dim)
+    return (shifted - torch.log(torch.exp(shifted).sum(dim=dim, keepdim=True))).to(input.dtype)
