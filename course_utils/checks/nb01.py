@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import activations as A
 from .core import Case, Exercise, Mistake, register
@@ -28,11 +30,19 @@ def _softmax_cases():
         Case("x = [[1000, 1000, 999]], dim=-1", (torch.tensor([[1000.0, 1000.0, 999.0]]), -1)),
         Case("rows near 1000 and near 0, dim=-1", (torch.randn(2, 5, generator=g) + offsets, -1)),
         Case("a (2, 3, 4) float64 tensor, dim=1", (torch.randn(2, 3, 4, generator=g, dtype=torch.float64) * 5, 1)),
+        Case("x = [0, 100], dim=0", (torch.tensor([0.0, 100.0]), 0)),
+        Case("x = [[-10000, 0, 10000], [5000, -5000, 0]], dim=-1",
+             (torch.tensor([[-1e4, 0.0, 1e4], [5e3, -5e3, 0.0]]), -1)),
     ]
 
 
 def _softmax_no_max(x, dim):
     e = torch.exp(x)
+    return e / e.sum(dim=dim, keepdim=True)
+
+
+def _softmax_min(x, dim):
+    e = torch.exp(x - x.amin(dim=dim, keepdim=True))
     return e / e.sum(dim=dim, keepdim=True)
 
 
@@ -62,6 +72,10 @@ register(
         reference=softmax,
         cases=_softmax_cases,
         mistakes=[
+            Mistake("subtracted the minimum",
+                    "you subtracted the minimum along `dim`: then the largest entry becomes max - min, and exp(100) "
+                    "already overflows float32 to inf (inf/inf = NaN). Subtract the maximum, so every exponent is <= 0",
+                    _softmax_min),
             Mistake("no max subtraction",
                     "exp(1000) overflows to inf and inf/inf is NaN: subtract the maximum along `dim` before exp "
                     "(softmax does not change when you shift all its inputs by the same amount)", _softmax_no_max),
@@ -98,6 +112,33 @@ def _observe_value_and_grad(candidate, case):
     return {"output": y.detach(), "gradient": grad}
 
 
+class _KernelSpy(TorchDispatchMode):
+    """Notes which of the ``watched`` ATen operators run while it is active (every route reaches them)."""
+
+    def __init__(self, watched):
+        super().__init__()
+        self.watched = frozenset(watched)
+        self.called = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in self.watched:
+            self.called.add(name.rstrip("_"))
+        return func(*args, **(kwargs or {}))
+
+
+# F.elu, nn.ELU, torch._C._nn.elu, torch.ops.aten.elu, F.celu and F.selu all reach one of these.
+_TORCH_ELU_KERNELS = ("elu", "elu_", "celu", "celu_", "selu", "selu_")
+_CALLED_TORCH = "calls PyTorch's own ELU kernel (F.elu, nn.ELU, F.celu, F.selu...)"
+
+
+def _observe_elu(candidate, case):
+    spy = _KernelSpy(_TORCH_ELU_KERNELS)
+    with spy:
+        observed = _observe_value_and_grad(candidate, case)
+    return {_CALLED_TORCH: bool(spy.called)} | observed
+
+
 def _elu_cases():
     g = torch.Generator().manual_seed(2)
     return [
@@ -114,8 +155,11 @@ register(
         title="ELU, value and gradient",
         reference=elu,
         cases=_elu_cases,
-        observe=_observe_value_and_grad,
+        observe=_observe_elu,
         mistakes=[
+            Mistake("called torch's ELU", "you called PyTorch's own ELU (F.elu, nn.ELU or one of their relatives); "
+                    "the exercise is to write it yourself with torch.where and torch.exp (or torch.expm1)",
+                    lambda x, alpha=1.0: F.elu(x, alpha)),
             Mistake("wrong sign", "your negative branch has the wrong sign: it is alpha * (exp(x) - 1), which goes "
                     "down to -alpha, not alpha * (1 - exp(x))",
                     lambda x, alpha=1.0: torch.where(x > 0, x, alpha * (1 - torch.exp(torch.where(x > 0, 0.0, x))))),
@@ -151,7 +195,7 @@ def hardsigmoid(x: torch.Tensor) -> torch.Tensor:
 def _hardsigmoid_cases():
     g = torch.Generator().manual_seed(3)
     return [
-        Case("x = -5..5 (step 0.5)", (torch.linspace(-5, 5, 21),)),
+        Case("x = -5..5 (step 0.5), kinks -3 and 3 included", (torch.linspace(-5, 5, 21),)),
         Case("a (4, 5) float64 tensor", (torch.randn(4, 5, generator=g, dtype=torch.float64) * 4,)),
     ]
 
@@ -162,6 +206,7 @@ register(
         title="Hardsigmoid, as PyTorch defines it",
         reference=hardsigmoid,
         cases=_hardsigmoid_cases,
+        observe=_observe_value_and_grad,
         mistakes=[
             Mistake("x/6", "the middle piece is x/6 + 1/2, not x/6: with x/6 the function jumps at -3 and 3 and is 0 "
                     "at x = 0, where a sigmoid is 1/2",
@@ -170,6 +215,10 @@ register(
                     lambda x: x / 6 + 0.5),
             Mistake("smooth sigmoid", "that is the smooth sigmoid 1/(1 + exp(-x)); the hard version is piecewise "
                     "linear: 0, then x/6 + 1/2, then 1", lambda x: 1 / (1 + torch.exp(-x))),
+            Mistake("gradient at the kinks", "your values are right, but at x = -3 and x = 3 your gradient is 1/6 where "
+                    "PyTorch's is 0: PyTorch counts the kinks as part of the flat pieces. With torch.where, put them in "
+                    "the flat branches (x <= -3, x >= 3); clamp(x / 6 + 1/2, 0, 1) passes the gradient at its limits, "
+                    "so it has the same problem", lambda x: torch.clamp(x / 6 + 0.5, 0, 1)),
             Mistake("clamp(x/6)", "you clamped x/6 to [0, 1], which is 0 for every negative x and reaches 1 only at x = 6: "
                     "the middle piece is x/6 + 1/2, i.e. clamp(x/6 + 1/2, 0, 1)", lambda x: torch.clamp(x / 6, 0, 1)),
         ],

@@ -66,6 +66,13 @@ class _PlainList(nn.Module):
     forward = MLP.forward
 
 
+class _CreatedLastToFirst(MLP):
+    def __init__(self, sizes):
+        nn.Module.__init__(self)
+        pairs = list(zip(sizes[:-1], sizes[1:]))
+        self.layers = nn.ModuleList(reversed([nn.Linear(a, b) for a, b in reversed(pairs)]))
+
+
 class _ReluAtTheEnd(MLP):
     def forward(self, x):
         for layer in self.layers:
@@ -93,6 +100,9 @@ register(
             Mistake("plain list", "your layers are in a plain Python list, so nn.Module does not see them: "
                     "parameters() is empty, so an optimizer would train nothing, and state_dict() and .to() skip them. "
                     "Use nn.ModuleList (or nn.Sequential)", _PlainList),
+            Mistake("created last to first", "your layers have the right shapes but different initial weights: you "
+                    "created them last to first, so each drew other random numbers. Create the Linear layers in "
+                    "order, from sizes[0] -> sizes[1] to the last", _CreatedLastToFirst),
             Mistake("ReLU after the last layer", "you applied ReLU after the last layer too: the output layer must stay "
                     "linear (scores can be negative)", _ReluAtTheEnd),
             Mistake("no activation", "there is no ReLU between the layers: a stack of Linear layers is one big "
@@ -138,19 +148,39 @@ class Centering(nn.Module):
         return x - self.running_mean  # (N, F)
 
 
+def _registered_as(model: nn.Module, name: str) -> str:
+    """How ``model`` holds the attribute ``name``: a persistent or non-persistent buffer, a parameter..."""
+    if name in model._buffers:
+        return "a non-persistent buffer" if name in model._non_persistent_buffers_set else "a persistent buffer"
+    if name in model._parameters:
+        return "a parameter"
+    if name in model.__dict__:
+        return "a plain attribute (not registered)"
+    return "missing"
+
+
 def _observe_centering(cls, case):
-    batches, momentum = case.args
+    raw_batches, momentum = case.args
+    # Inputs that require grad (as activations inside a network do), and are not leaves, so that
+    # an in-place `x -= ...` goes through and is seen below rather than raising.
+    leaves = [b.clone().requires_grad_(True) for b in raw_batches]
+    batches = [leaf * 1.0 for leaf in leaves]
     model = cls(batches[0].shape[1], momentum)
     outputs = [model(batches[0]), model(batches[1])]
     model.eval()
     outputs.append(model(batches[2]))
+    running_mean = getattr(model, "running_mean", None)
+    steps = getattr(model, "steps", None)
     return {
+        "`running_mean`": _registered_as(model, "running_mean"),
+        "`steps`": _registered_as(model, "steps"),
+        "every input batch left unchanged": all(torch.equal(b.detach(), r) for b, r in zip(batches, raw_batches)),
+        "the running mean is tracked by autograd (requires_grad)": bool(getattr(running_mean, "requires_grad", False)),
+        "the output is differentiable with respect to x (requires_grad)": all(o.requires_grad for o in outputs),
         "outputs (two batches in training mode, one in eval mode)": [o.detach() for o in outputs],
-        "state_dict keys": sorted(model.state_dict()),
-        "buffer names": sorted(name for name, _ in model.named_buffers()),
         "number of parameters": sum(p.numel() for p in model.parameters()),
-        "steps": int(getattr(model, "steps", -1)),
-        "steps dtype": str(getattr(getattr(model, "steps", None), "dtype", None)),
+        "steps after two training batches and one eval batch": int(steps) if isinstance(steps, torch.Tensor) else steps,
+        "dtype of steps": str(getattr(steps, "dtype", None)),
     }
 
 
@@ -214,6 +244,30 @@ class _SubtractsBatchMean(Centering):
         return x - x.mean(dim=0)
 
 
+class _NoNoGrad(Centering):
+    def forward(self, x):
+        if self.training:
+            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * x.mean(dim=0))
+            self.steps += 1
+        return x - self.running_mean
+
+
+class _EverythingNoGrad(Centering):
+    def forward(self, x):
+        with torch.no_grad():
+            return Centering.forward(self, x)
+
+
+class _SubtractsInPlace(Centering):
+    def forward(self, x):
+        if self.training:
+            with torch.no_grad():
+                self.running_mean.mul_(1 - self.momentum).add_(self.momentum * x.mean(dim=0))
+                self.steps += 1
+        x -= self.running_mean
+        return x
+
+
 class _SubtractsOldMean(Centering):
     def forward(self, x):
         out = x - self.running_mean
@@ -239,6 +293,14 @@ register(
                     "in a buffer (register_buffer), not in parameters() where an optimizer would see it", _AsParameter),
             Mistake("steps persistent", "steps is saved in state_dict: register it with persistent=False",
                     _StepsPersistent),
+            Mistake("no no_grad", "your running mean is tracked by autograd: updated from an x that requires grad, "
+                    "it records a graph that grows with every batch (and keeps every batch alive). Do the update "
+                    "inside `with torch.no_grad():`", _NoNoGrad),
+            Mistake("everything under no_grad", "your output does not require grad: only the update of the buffers "
+                    "belongs under torch.no_grad(); x - running_mean must stay differentiable, or nothing before "
+                    "this layer could learn", _EverythingNoGrad),
+            Mistake("x -= ...", "you subtracted in place (x -= ...), which overwrites the caller's input tensor: "
+                    "return a new tensor, x - self.running_mean", _SubtractsInPlace),
             Mistake("updates in eval", "the running mean also changes in eval mode: update it only when self.training "
                     "is True", _UpdatesInEval),
             Mistake("momentum swapped", "the update weights are swapped: the new batch mean gets weight momentum, "
@@ -285,7 +347,6 @@ def _observe_record(candidate, case):
     model = builder()
     recorded = candidate(model, x)
     return {
-        "names recorded": sorted(recorded) if isinstance(recorded, dict) else recorded,
         "recorded activations": recorded,
         "every output detached (requires_grad=False)": all(
             not getattr(t, "requires_grad", False) for t in (recorded.values() if isinstance(recorded, dict) else [])),
