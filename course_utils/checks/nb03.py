@@ -109,6 +109,7 @@ def _softmax_cases():
     return [
         Case("scores of shape (2, 4, 4)", (torch.randn(2, 4, 4, generator=g) * 2,)),
         Case("scores of shape (1, 5, 5), float64", (torch.randn(1, 5, 5, generator=g, dtype=torch.float64) * 3,)),
+        Case("scores of shape (2, 3, 3), float16", ((torch.randn(2, 3, 3, generator=g) * 2).half(),)),
     ]
 
 
@@ -138,6 +139,10 @@ def _sm_past_masked(scores):
     return F.softmax(scores.masked_fill(torch.ones(T, T, dtype=torch.bool).tril(), float("-inf")), dim=-1)
 
 
+def _sm_minus_1e9(scores):
+    return F.softmax(scores.masked_fill(_future(scores.shape[-1]), -1e9), dim=-1)
+
+
 def _sm_no_mask(scores):
     return F.softmax(scores, dim=-1)
 
@@ -158,6 +163,8 @@ register(
             Mistake("diagonal masked", "you also masked the diagonal (triu(0)), so token t cannot see itself and row 0 is all -inf (NaN): mask only above it, triu(1) / tril == 0",
                     _sm_diagonal),
             Mistake("no mask", "nothing is masked: token t must not see tokens after it", _sm_no_mask),
+            Mistake("-1e9 instead of -inf", "you filled the future with -1e9, which a float16 tensor cannot hold: masked_fill "
+                    "refuses the value. Fill with float('-inf'), which every floating dtype has", _sm_minus_1e9),
             Mistake("past masked", "you put -inf where tril is True, i.e. on the past and the diagonal, so the future is what "
                     "stays visible (and the last row is all -inf: NaN): block where tril == 0 (the future), e.g. "
                     "scores.masked_fill(tril == 0, float('-inf'))", _sm_past_masked),
@@ -169,41 +176,51 @@ register(
 
 # --------------------------------------------------------------------------- 03.head
 
+HEAD_DROPOUT = 0.25  # the p the check builds every head with
+HEAD_TRAIN_SEED = 1  # torch.manual_seed before the training-mode forward pass
+
 
 def _observe_head(cls, case):
     n_embd, head_size, block_size, x = case.args
-    torch.manual_seed(0)
-    reference = Head(n_embd, head_size, block_size)
-    head = cls(n_embd, head_size, block_size)
-    with torch.no_grad():  # the same weights whatever order the layers were created in
-        for name in ("key", "query", "value"):
-            getattr(head, name).weight.copy_(getattr(reference, name).weight)
-    head.eval()
-    out = head(x)
+    with torch.random.fork_rng(devices=[]):  # the seeds below never leak into the learner's RNG
+        torch.manual_seed(0)
+        reference = Head(n_embd, head_size, block_size)
+        head = cls(n_embd, head_size, block_size, HEAD_DROPOUT)
+        with torch.no_grad():  # the same weights whatever order the layers were created in
+            for name in ("key", "query", "value"):
+                getattr(head, name).weight.copy_(getattr(reference, name).weight)
+        head.eval()
+        out_eval = head(x)
+        head.train()
+        torch.manual_seed(HEAD_TRAIN_SEED)
+        out_train = head(x)
     return {
-        "output": out.detach(),
-        "buffers in the state_dict": sorted(name for name, _ in head.named_buffers()),
+        "output in eval mode": out_eval.detach(),
+        f"output in training mode (dropout={HEAD_DROPOUT}, torch.manual_seed({HEAD_TRAIN_SEED}))": out_train.detach(),
+        "buffers": sorted(name for name, _ in head.named_buffers()),
         "number of parameters": sum(p.numel() for p in head.parameters()),
     }
 
 
 def _head_cases():
+    # n_embd, head_size and their square roots all differ, so every scaling mistake is its own
     g = torch.Generator().manual_seed(7)
     return [
-        Case("n_embd=16, head_size=4, block_size=8, x of shape (2, 8, 16)", (16, 4, 8, torch.randn(2, 8, 16, generator=g))),
-        Case("n_embd=12, head_size=3, block_size=8, a shorter x of shape (3, 5, 12)", (12, 3, 8, torch.randn(3, 5, 12, generator=g))),
+        Case("n_embd=12, head_size=3, block_size=8, x of shape (2, 8, 12)", (12, 3, 8, torch.randn(2, 8, 12, generator=g))),
+        Case("n_embd=20, head_size=5, block_size=8, a shorter x of shape (3, 5, 20)", (20, 5, 8, torch.randn(3, 5, 20, generator=g))),
     ]
 
 
 class _HeadBase(nn.Module):
     """The planted mistakes share Karpathy's layout and differ in one line of forward."""
 
-    scale_by = "head_size"
+    scale = "head_size ** -0.5"
     fill = float("-inf")
     softmax_dim = -1
     mask_after = False
     slice_tril = True
     keys_times_queries = False
+    dropout_on = "weights"
 
     def __init__(self, n_embd, head_size, block_size, dropout=0.0):
         super().__init__()
@@ -213,45 +230,34 @@ class _HeadBase(nn.Module):
         self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)))
         self.dropout = nn.Dropout(dropout)
 
+    def _drop(self, where, t):
+        return self.dropout(t) if self.dropout_on == where else t
+
     def forward(self, x):
         B, T, C = x.shape
         k, q, v = self.key(x), self.query(x), self.value(x)
-        scale = {"head_size": k.shape[-1] ** -0.5, "C": C**-0.5, "none": 1.0}[self.scale_by]
-        wei = (k @ q.transpose(-2, -1) if self.keys_times_queries else q @ k.transpose(-2, -1)) * scale
+        hs = k.shape[-1]
+        scores = k @ q.transpose(-2, -1) if self.keys_times_queries else q @ k.transpose(-2, -1)
+        scores = {
+            "head_size ** -0.5": lambda s: s * hs**-0.5,
+            "C ** -0.5": lambda s: s * C**-0.5,
+            "/ head_size": lambda s: s / hs,
+            "/ C ** -0.5": lambda s: s / C**-0.5,
+            "/ head_size ** -0.5": lambda s: s / hs**-0.5,
+            "none": lambda s: s,
+        }[self.scale](scores)
+        scores = self._drop("raw scores", scores)
         tril = self.tril[:T, :T] if self.slice_tril else self.tril
         if self.mask_after:
-            wei = F.softmax(wei, dim=self.softmax_dim).masked_fill(tril == 0, 0.0)
+            wei = F.softmax(scores, dim=self.softmax_dim).masked_fill(tril == 0, 0.0)
         else:
-            wei = F.softmax(wei.masked_fill(tril == 0, self.fill), dim=self.softmax_dim)
-        return self.dropout(wei) @ v
+            scores = self._drop("masked scores", scores.masked_fill(tril == 0, self.fill))
+            wei = F.softmax(scores, dim=self.softmax_dim)
+        return self._drop("output", self._drop("weights", wei) @ v)
 
 
-class _HeadScaledByC(_HeadBase):
-    scale_by = "C"
-
-
-class _HeadNotScaled(_HeadBase):
-    scale_by = "none"
-
-
-class _HeadZeroFill(_HeadBase):
-    fill = 0.0
-
-
-class _HeadMaskAfter(_HeadBase):
-    mask_after = True
-
-
-class _HeadWrongAxis(_HeadBase):
-    softmax_dim = 1
-
-
-class _HeadTrilUnsliced(_HeadBase):
-    slice_tril = False
-
-
-class _HeadKeysTimesQueries(_HeadBase):
-    keys_times_queries = True
+def _head_variant(**changes):
+    return type("PlantedHead", (_HeadBase,), changes)
 
 
 class _HeadTrilAttribute(_HeadBase):
@@ -276,22 +282,40 @@ register(
         cases=_head_cases,
         observe=_observe_head,
         mistakes=[
-            Mistake("scaled by C", "you scaled by C (n_embd) instead of head_size: the dot product q·k sums head_size terms, so scale by head_size ** -0.5",
-                    _HeadScaledByC),
-            Mistake("not scaled", "the scores are not scaled: multiply q @ k^T by head_size ** -0.5", _HeadNotScaled),
-            Mistake("0 instead of -inf", "you filled the future with 0, but exp(0) = 1: fill with float('-inf')", _HeadZeroFill),
+            Mistake("scaled by C", "you scaled by C ** -0.5 (C = n_embd); the dot product q·k sums head_size terms, so scale "
+                    "by head_size ** -0.5", _head_variant(scale="C ** -0.5")),
+            Mistake("divided by head_size", "you divided the scores by head_size; scale by head_size ** -0.5, i.e. divide by "
+                    "the SQUARE ROOT of head_size", _head_variant(scale="/ head_size")),
+            Mistake("divided by C ** -0.5", "you divided by C ** -0.5, which multiplies the scores by sqrt(C): larger scores, "
+                    "not smaller. MULTIPLY by the factor, and use head_size, not C: q @ k^T * head_size ** -0.5",
+                    _head_variant(scale="/ C ** -0.5")),
+            Mistake("divided by head_size ** -0.5", "you divided by head_size ** -0.5, which multiplies the scores by "
+                    "sqrt(head_size): MULTIPLY by head_size ** -0.5 instead", _head_variant(scale="/ head_size ** -0.5")),
+            Mistake("not scaled", "the scores are not scaled: multiply q @ k^T by head_size ** -0.5", _head_variant(scale="none")),
+            Mistake("0 instead of -inf", "you filled the future with 0, but exp(0) = 1: fill with float('-inf')",
+                    _head_variant(fill=0.0)),
             Mistake("masked after the softmax", "you masked AFTER the softmax, so rows no longer sum to 1: mask the scores, then softmax",
-                    _HeadMaskAfter),
+                    _head_variant(mask_after=True)),
             Mistake("softmax over the wrong axis", "your softmax runs over the queries (dim=1); normalise over the keys, dim=-1",
-                    _HeadWrongAxis),
+                    _head_variant(softmax_dim=1)),
             Mistake("k @ q^T", "your scores are k @ q^T, the transpose of q @ k^T: row t must hold query t's scores for every "
-                    "key, so compute q @ k.transpose(-2, -1)", _HeadKeysTimesQueries),
+                    "key, so compute q @ k.transpose(-2, -1)", _head_variant(keys_times_queries=True)),
             Mistake("tril not sliced", "for a sequence shorter than block_size, slice the mask to the sequence: self.tril[:T, :T]",
-                    _HeadTrilUnsliced),
+                    _head_variant(slice_tril=False)),
             Mistake("tril as a plain attribute", "`tril` is a plain attribute: register it with self.register_buffer('tril', ...) so it "
                     "follows .to(device) and is saved in the state_dict", _HeadTrilAttribute),
             Mistake("tril as a parameter", "`tril` is an nn.Parameter, so the optimizer would train it: register it as a buffer instead",
                     _HeadTrilParameter),
+            Mistake("dropout on the raw scores", "in training mode your head applies dropout to the scores before the mask and "
+                    "the softmax; dropout belongs on the WEIGHTS, after the softmax: wei = self.dropout(F.softmax(...))",
+                    _head_variant(dropout_on="raw scores")),
+            Mistake("dropout on the masked scores", "in training mode your head applies dropout to the masked scores, before the "
+                    "softmax: dropout multiplies some -inf by 0, which is NaN. Dropout belongs on the WEIGHTS, after the softmax",
+                    _head_variant(dropout_on="masked scores")),
+            Mistake("dropout on the output", "in training mode your head applies dropout to the output (wei @ v); dropout "
+                    "belongs on the WEIGHTS, after the softmax and before the product with v", _head_variant(dropout_on="output")),
+            Mistake("no dropout", "in training mode your head never applies dropout: build self.dropout = nn.Dropout(dropout) and "
+                    "apply it to the weights after the softmax", _head_variant(dropout_on="none")),
         ],
         minutes=15,
         difficulty=3,

@@ -170,7 +170,7 @@ register(
             Mistake("padding ignored", "the key_padding_mask is missing: padded keys must be blocked for every query "
                     "(key_padding_mask[:, None, :] broadcasts it over L)", _merge_no_kpm),
             Mistake("-1e9", "you filled with -1e9; the module fills with float('-inf'), and they differ where it matters: "
-                    "a fully blocked row turns uniform with -1e9 instead of NaN, and -1e9 overflows in float16 (notebook 03)",
+                    "a fully blocked row turns uniform with -1e9 instead of NaN, and a float16 tensor cannot hold -1e9 at all (notebook 03)",
                     _merge_minus_1e9),
             Mistake("boolean result", "you returned the boolean mask; the module adds a FLOAT mask to the scores: "
                     "a float32 tensor with -inf where blocked and 0.0 elsewhere (torch.zeros(...).masked_fill(blocked, "
@@ -241,25 +241,25 @@ def _mha_cases():
     ]
 
 
-def _mha_variant(*, sdpa_mask=False, scale_e=False, head_major=False, no_out_proj=False, merge_no_transpose=False,
-                 query_as_key=False):
+def _mha_variant(*, sdpa_mask=False, scale_e=False, no_scale=False, head_major=False, no_out_proj=False,
+                 merge_no_transpose=False, query_as_key=False, softmax_dim=-1, no_in_bias=False, no_out_bias=False):
     def forward(query, key, value, num_heads, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, attn_mask=None):
         L, N, E = query.shape
         S = key.shape[0]
         d_h = E // num_heads
         w_q, w_k, w_v = in_proj_weight.chunk(3)
-        b_q, b_k, b_v = in_proj_bias.chunk(3)
+        b_q, b_k, b_v = (None, None, None) if no_in_bias else in_proj_bias.chunk(3)
         if query_as_key:
             key = value = query
             S = L
         q, k, v = F.linear(query, w_q, b_q), F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
         split = _split_head_major if head_major else split_heads
         q, k, v = split(q, num_heads), split(k, num_heads), split(v, num_heads)
-        scale = math.sqrt(1.0 / (E if scale_e else d_h))
+        scale = 1.0 if no_scale else math.sqrt(1.0 / (E if scale_e else d_h))
         scores = (q * scale) @ k.transpose(-2, -1)
         if attn_mask is not None:
             scores = scores.masked_fill(~attn_mask if sdpa_mask else attn_mask, float("-inf"))
-        weights = F.softmax(scores, dim=-1)
+        weights = F.softmax(scores, dim=softmax_dim)
         out = weights @ v
         if merge_no_transpose:
             out = out.reshape(L, N, E)  # (N*h, L, d_h) read as (L, N, E): scrambled
@@ -267,7 +267,7 @@ def _mha_variant(*, sdpa_mask=False, scale_e=False, head_major=False, no_out_pro
             out = out.transpose(0, 1).reshape(L, N, E)  # merged batch-major, as it should be
         weights = weights.view(N, num_heads, L, S)
         if not no_out_proj:
-            out = F.linear(out, out_proj_weight, out_proj_bias)
+            out = F.linear(out, out_proj_weight, None if no_out_bias else out_proj_bias)
         return out, weights
 
     return forward
@@ -282,6 +282,14 @@ register(
         mistakes=[
             Mistake("scaled by E", "you scaled by sqrt(E); each head's dot product sums head_dim = E // num_heads terms, so scale by "
                     "sqrt(1 / head_dim)", _mha_variant(scale_e=True)),
+            Mistake("not scaled", "the scores are not scaled: multiply q by sqrt(1 / head_dim) before the product "
+                    "(head_dim = E // num_heads)", _mha_variant(no_scale=True)),
+            Mistake("softmax over the wrong dim", "your softmax normalises over the queries (dim=-2); each query's weights over "
+                    "the S keys must sum to 1: softmax over the last dim, dim=-1", _mha_variant(softmax_dim=-2)),
+            Mistake("in-projection biases missing", "your q, k and v leave out the in-projection biases: add "
+                    "in_proj_bias.chunk(3) (b_q, b_k, b_v) in the three projections", _mha_variant(no_in_bias=True)),
+            Mistake("output bias missing", "the output projection leaves out its bias: F.linear(out, out_proj_weight, "
+                    "out_proj_bias)", _mha_variant(no_out_bias=True)),
             Mistake("no out_proj", "the output projection is missing: finish with F.linear(out, out_proj_weight, out_proj_bias)",
                     _mha_variant(no_out_proj=True)),
             Mistake("bool mask with the SDPA meaning", "you read the boolean attn_mask as True = attend (F.scaled_dot_product_attention's "
