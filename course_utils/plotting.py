@@ -81,6 +81,7 @@ def plot_attention(
     title: str | None = None,
     annotate: bool | None = None,
     colorbar: bool = True,
+    vmax: float | None = None,
 ) -> Axes:
     """Heatmap of one attention matrix, queries down the side, keys along the top.
 
@@ -92,6 +93,8 @@ def plot_attention(
         title: axes title.
         annotate: write each weight in its cell (default: when L, S <= 12).
         colorbar: draw a colour bar.
+        vmax: top of the colour scale (default: the largest weight); give the same value, e.g. 1.0,
+            to heatmaps that are compared with each other.
 
     Shape:
         - weights: :math:`(L, S)`
@@ -109,7 +112,8 @@ def plot_attention(
             raise ValueError(f"plot_attention: `{name}` has {len(labels)} labels but weights has {n} along that axis")
     if ax is None:
         _, ax = plt.subplots(figsize=(0.45 * S + 1.8, 0.45 * L + 1.2))
-    image = ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=max(1e-9, float(weights.max())))
+    vmax = max(1e-9, float(weights.max())) if vmax is None else vmax
+    image = ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=vmax)
     ax.set_xticks(range(S), key_labels if key_labels is not None else range(S), rotation=90 if key_labels else 0)
     ax.set_yticks(range(L), query_labels if query_labels is not None else range(L))
     ax.set_xlabel("key")
@@ -119,7 +123,7 @@ def plot_attention(
     if annotate is None:
         annotate = L <= 12 and S <= 12
     if annotate:
-        threshold = 0.6 * float(weights.max())
+        threshold = 0.6 * vmax
         for i in range(L):
             for j in range(S):
                 w = float(weights[i, j])
@@ -136,14 +140,16 @@ def plot_attention_heads(
     *,
     title: str | None = None,
     ncols: int = 4,
+    vmax: float | None = None,
 ) -> Figure:
-    """One heatmap per head, side by side.
+    """One heatmap per head, side by side, on one shared colour scale with one colour bar.
 
     Args:
         weights: (h, L, S) tensor of per-head attention weights.
         query_labels, key_labels: token labels, as for :func:`plot_attention`.
         title: figure title.
         ncols: heads per row.
+        vmax: top of the shared colour scale (default: the largest weight of any head).
 
     Shape:
         - weights: :math:`(h, L, S)`
@@ -157,13 +163,16 @@ def plot_attention_heads(
     h, L, S = weights.shape
     ncols = min(ncols, h)
     nrows = -(-h // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * (0.3 * S + 1.2), nrows * (0.3 * L + 1.2)), squeeze=False)
+    vmax = max(1e-9, float(weights.max())) if vmax is None else vmax
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * (0.3 * S + 1.2) + 0.8, nrows * (0.3 * L + 1.2)), squeeze=False)
     for head, ax in enumerate(axes.flat):
         if head < h:
-            plot_attention(weights[head], query_labels, key_labels, ax=ax, title=f"head {head}", annotate=False, colorbar=False)
+            plot_attention(weights[head], query_labels, key_labels, ax=ax, title=f"head {head}", annotate=False, colorbar=False,
+                           vmax=vmax)
         else:
             ax.axis("off")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    fig.colorbar(axes.flat[0].images[0], ax=list(axes.flat), fraction=0.02, pad=0.02, label="weight")
     return fig
