@@ -30,7 +30,7 @@ def test_exercise_id_names_its_notebook(ex_id):
 def test_reference_passes_its_own_check(ex_id):
     result = EXERCISES[ex_id].check(EXERCISES[ex_id].reference)
     assert result.passed, result.message
-    assert result.message.startswith("all ")
+    assert result.kind == "passed" and result.message.endswith("passed.")
 
 
 @pytest.mark.parametrize("ex_id,mistake_name", MISTAKES)
@@ -40,6 +40,7 @@ def test_each_planted_mistake_is_named(ex_id, mistake_name):
     result = exercise.check(mistake.implementation)
     assert not result.passed, f"{ex_id}: the planted mistake {mistake_name!r} passes the check"
     assert mistake.hint in result.message, f"{ex_id}: planted {mistake_name!r} got: {result.message}"
+    assert (result.kind, result.mistake) == ("mistake", mistake_name)
 
 
 @pytest.mark.parametrize("ex_id", EXERCISE_IDS)
@@ -57,7 +58,7 @@ def test_not_attempted_stub_non_callable_and_crash_get_their_own_messages(ex_id)
     assert NOT_ATTEMPTED in stub_result.message
 
     result = exercise.check(42)
-    assert not result.passed and "expected a function or class" in result.message
+    assert not result.passed and "expected a function or class" in result.message and result.kind == "type"
 
     result = exercise.check(crashes)
     assert not result.passed and result.attempted
@@ -106,7 +107,8 @@ def test_unknown_difference_is_described_with_position_and_values():
     result = DEMO.check(lambda x: 2 * x + torch.tensor([0.0, 0.5, 0.0]))
     assert not result.passed
     assert "differs from the reference by up to 0.5" in result.message
-    assert "index (1,)" in result.message
+    assert "at x = -2: yours -3.5, expected -4" in result.message  # the input value, not "index (1,)"
+    assert result.kind == "values"
 
 
 def test_a_candidate_that_modifies_its_input_in_place_is_told_so():
@@ -115,7 +117,8 @@ def test_a_candidate_that_modifies_its_input_in_place_is_told_so():
         return x
 
     result = DEMO.check(doubles_in_place)
-    assert not result.passed and "changed its input argument 1 in place" in result.message
+    assert not result.passed and "changed its input `x` in place" in result.message
+    assert result.kind == "changed input"
 
 
 def test_extra_entries_in_a_mapping_are_reported():
@@ -152,7 +155,44 @@ def test_compare_accepts_equal_nan_and_close_values():
 def test_a_bug_in_the_check_itself_never_raises():
     broken = Exercise("99.broken", "broken", _double, cases=lambda: 1 / 0)
     result = broken.check(_double)
-    assert not result.passed and "the check itself failed" in result.message
+    assert not result.passed and "the check itself failed" in result.message and result.kind == "check fault"
+
+
+def test_a_failing_reference_is_a_fault_of_the_check():
+    broken = Exercise("99.broken", "broken", lambda x: 1 / 0, cases=DEMO.cases)
+    assert broken.check(_double).kind == "check fault"
+
+
+@pytest.mark.parametrize("n,words", [(1, "1 test passed."), (3, "all 3 tests passed.")])
+def test_the_pass_message_counts_tests_in_good_english(n, words):
+    exercise = Exercise("99.n", "n", _double, cases=lambda: [Case(f"case {i}", (torch.ones(2),)) for i in range(n)])
+    assert exercise.check(_double).message == words
+
+
+def test_a_list_of_names_says_which_name_is_missing_or_unexpected():
+    assert compare(["running_mean"], ["running_mean", "steps"], where="buffers") == (
+        "buffers: 'steps' missing (expected ['running_mean', 'steps']).")
+    assert "'bias' not expected" in compare(["bias", "weight"], ["weight"], where="parameters")
+
+
+def test_nan_on_an_elementwise_function_points_at_the_input_value():
+    def log1p(x):
+        return torch.log1p(x)
+
+    exercise = Exercise("99.log", "log", log1p, cases=lambda: [Case("x = -0.5..1", (torch.tensor([-0.5, 0.0, 1.0]),))])
+    result = exercise.check(lambda x: torch.log(1 + x) * x / x)
+    assert result.kind == "nan" and "NaN at 1 position where the reference is finite (first at x = 0)" in result.message
+
+
+def test_the_result_records_the_case_and_kind_of_each_outcome():
+    assert DEMO.check(_double).kind == "passed"
+    result = DEMO.check(lambda x: x * x)
+    assert (result.kind, result.mistake, result.case) == ("mistake", "squared", "three values")
+    assert DEMO.check(lambda x: x[:2]).kind == "shape"
+    assert DEMO.check(lambda x: (2 * x).double()).kind == "dtype"
+    assert DEMO.check(lambda x: [1.0, 2.0]).kind == "type"
+    assert DEMO.check(lambda x: None).kind == "returned none"
+    assert DEMO.check(None).kind == "not attempted"
 
 
 def test_check_displays_once_and_returns_the_result(monkeypatch):
@@ -163,10 +203,20 @@ def test_check_displays_once_and_returns_the_result(monkeypatch):
     assert len(shown) == 1 and str(shown[0]).startswith("✅ 00.center")
 
 
-def test_check_with_unknown_id_lists_the_known_ones(monkeypatch):
+def test_check_with_unknown_id_lists_the_closest_ones(monkeypatch):
     monkeypatch.setattr("IPython.display.display", lambda obj: None)
     result = check("03.nope", _double)
-    assert not result.passed and "00.center" in result.message
+    assert not result.passed and result.kind == "unknown exercise" and "03.head" in result.message
+    assert "did you mean '03.head'" in check("03.haed", _double).message
+    assert "did you mean '00.center'" in check("center", _double).message
+
+
+@pytest.mark.parametrize("bad_id", [3, None, ["03.head"], b"03.head"])
+def test_check_with_a_non_string_id_says_so(monkeypatch, bad_id):
+    monkeypatch.setattr("IPython.display.display", lambda obj: None)
+    result = check(bad_id, _double)
+    assert not result.passed and result.kind == "unknown exercise"
+    assert "the exercise id must be a string such as '03.head'" in result.message
 
 
 def test_warm_up_diagnoses_a_planted_broken_submission():

@@ -2,25 +2,72 @@
 
 An :class:`Exercise` knows its reference solution, a few input cases, how to run a
 candidate on a case (``observe``) and the known mistakes learners make, each as a planted
-buggy implementation. ``Exercise.check(candidate)`` runs the candidate and the reference
-on every case and compares what it observes. On a difference it first asks whether the
-candidate behaves like one of the planted mistakes (same outputs, or the same exception)
-and names that mistake; otherwise it says exactly what differs (shape, dtype, device,
-NaN, values). It never raises.
+buggy implementation. ``Exercise.check(candidate)`` runs the reference and the candidate
+on every case and compares what it observes. When they differ, it names a planted mistake
+only if the candidate behaves like that mistake on *every* case; otherwise it says exactly
+what differs on the first case that differs (type, shape, dtype, device, NaN, values).
+
+A check never raises (only ``KeyboardInterrupt`` goes through, so a cell can be stopped),
+stops a candidate that runs past its time limit, and leaves the session's global state as
+it found it (see :mod:`course_utils.checks.isolation`). Each :class:`CheckResult` has a
+``kind`` (see :data:`KINDS`) and a message of a few lines at most.
 """
 
 from __future__ import annotations
 
+import difflib
 import html
+import importlib
+import inspect
 import math
+import sysconfig
+import time
 import traceback
+import warnings
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from . import isolation
+from .isolation import BoundedText, CaseTimeout
+
 NOT_ATTEMPTED = "not attempted yet"
+
+#: Seconds a candidate may take on one case (an :class:`Exercise` can set its own).
+DEFAULT_TIME_LIMIT_S = 5.0
+#: A candidate may also take this many times what the reference took on the case.
+TIME_LIMIT_FACTOR = 10
+#: A message shows at most this many lines (and what the code printed at most PRINTED_LINES).
+MESSAGE_LINES = 5
+PRINTED_LINES = 3
+LINE_CHARS = 1000
+
+#: What ``CheckResult.kind`` can be.
+KINDS = {
+    "passed": "every case agrees with the reference",
+    "not attempted": "no solution yet (None, ..., or the stub's NotImplementedError)",
+    "unknown exercise": "no exercise has this id",
+    "type": "not a function or class, a class instance, or a returned value of the wrong type",
+    "returned none": "the code returned None where a value was expected",
+    "exception": "the code raised an exception (not a planted one)",
+    "timeout": "the code ran past its time limit on a case",
+    "changed input": "the code changed one of its inputs in place",
+    "shape": "an output has the wrong shape",
+    "dtype": "an output has the wrong dtype",
+    "device": "an output is on the wrong device",
+    "nan": "an output has NaN or inf where the reference is finite",
+    "values": "outputs differ in value (or entries are missing or unexpected)",
+    "mistake": "the code behaves like a planted mistake on every case (see ``CheckResult.mistake``)",
+    "check fault": "the check itself failed: a fault of the course, not of the code checked",
+}
+
+_CHECKS_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = _CHECKS_DIR.parent
+_LIBRARY_DIRS = tuple({str(Path(p).resolve()) for k, p in sysconfig.get_paths().items() if k in ("stdlib", "purelib", "platlib")})
 
 
 @dataclass(frozen=True)
@@ -40,8 +87,8 @@ class Mistake:
         name: a short name, e.g. ``"scaled by C"``.
         hint: what the learner is told, e.g. ``"you scaled by C instead of head_size"``.
         implementation: a candidate that makes exactly this mistake. It diagnoses (a
-            candidate observed to behave the same is given ``hint``) and tests the
-            diagnosis (the test suite checks each planted mistake).
+            candidate observed to behave the same on every case is given ``hint``) and
+            tests the diagnosis (the test suite checks each planted mistake).
     """
 
     name: str
@@ -51,12 +98,25 @@ class Mistake:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The outcome of a check: ``passed`` and a human ``message``."""
+    """The outcome of a check.
+
+    Attributes:
+        exercise_id: the exercise checked.
+        passed: True when every case agrees with the reference.
+        message: what a learner reads: a few lines at most.
+        attempted: False for a stub or a missing solution.
+        kind: one of :data:`KINDS` (``""`` when built by hand).
+        mistake: the name of the planted mistake when ``kind == "mistake"``.
+        case: the label of the case the message is about, if any.
+    """
 
     exercise_id: str
     passed: bool
     message: str
     attempted: bool = True
+    kind: str = ""
+    mistake: str | None = None
+    case: str | None = None
 
     @property
     def icon(self) -> str:
@@ -68,7 +128,7 @@ class CheckResult:
     def _repr_html_(self) -> str:
         colour = "#1a7f37" if self.passed else ("#9a6700" if not self.attempted else "#cf222e")
         body = html.escape(self.message).replace("\n", "<br>")
-        return f'<div style="border-left:4px solid {colour};padding:2px 8px"><b>{self.icon} {self.exercise_id}</b>: {body}</div>'
+        return f'<div style="border-left:4px solid {colour};padding:2px 8px"><b>{self.icon} {html.escape(self.exercise_id)}</b>: {body}</div>'
 
     def __repr__(self) -> str:
         return str(self)
@@ -90,6 +150,21 @@ def _default_observe(candidate: Callable, case: Case) -> Any:
 
 
 @dataclass
+class _Outcome:
+    """What running one implementation on one case gave: a value, an exception, or a timeout."""
+
+    value: Any = None
+    error: BaseException | None = None
+    changed: str | None = None  # the input it changed in place
+    timed_out: bool = False
+    seconds: float = 0.0
+
+
+class _CheckFault(Exception):
+    """The check's own code (its cases, its reference) failed."""
+
+
+@dataclass
 class Exercise:
     """One exercise of a notebook.
 
@@ -99,13 +174,16 @@ class Exercise:
         reference: the reference solution (a function or a class).
         cases: a function returning the list of :class:`Case` to run (built lazily,
             seeded, so every check sees the same inputs).
-        mistakes: the known mistakes, most specific first.
+        mistakes: the known mistakes. Each must behave differently from the reference and
+            from every other mistake on the cases (a test enforces it).
         observe: ``observe(candidate, case) -> observation``: runs a candidate on a
             case and returns what is compared (a tensor, a number, or a dict/tuple of
             them). Default: ``candidate(*case.args, **case.kwargs)``.
         atol, rtol: tolerances for comparing tensors.
         minutes: estimated time for the exercise.
         difficulty: 1 (warm-up) to 3 (hard).
+        time_limit: seconds the candidate may take on one case (at least
+            :data:`TIME_LIMIT_FACTOR` times what the reference took).
     """
 
     id: str
@@ -118,173 +196,526 @@ class Exercise:
     rtol: float = 1e-5
     minutes: int = 5
     difficulty: int = 1
+    time_limit: float = DEFAULT_TIME_LIMIT_S
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def check(self, candidate: Any) -> CheckResult:
-        """Run ``candidate`` on every case and compare with the reference. Never raises."""
-        try:
-            return self._check(candidate)
-        except Exception as exc:  # a bug in a check must not crash a learner's notebook
-            return self._fail(f"the check itself failed ({type(exc).__name__}: {exc}); please report this.")
+    # ----------------------------------------------------------------------- the check
 
-    def _fail(self, message: str, attempted: bool = True) -> CheckResult:
-        return CheckResult(self.id, False, message, attempted)
+    def check(self, candidate: Any, *, time_limit: float | None = None) -> CheckResult:
+        """Run ``candidate`` on every case and compare with the reference. Never raises.
 
-    def _check(self, candidate: Any) -> CheckResult:
+        Args:
+            candidate: the learner's function or class.
+            time_limit: seconds per case, instead of the exercise's own limit.
+        """
+        with warnings.catch_warnings(), isolation.isolated() as saved:
+            try:
+                result = self._check(candidate, saved, time_limit)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # a fault of the check must not crash a learner's notebook
+                result = self._result("check fault", f"the check itself failed ({_exception_text(exc)}); please report this.")
+        return result
+
+    def _check(self, candidate: Any, saved: isolation.Snapshot, time_limit: float | None) -> CheckResult:
         if candidate is None or candidate is Ellipsis:
-            return self._fail(f"{NOT_ATTEMPTED}: define your solution, then run this cell again.", attempted=False)
-        if not callable(candidate):
-            return self._fail(f"expected a function or class to check, got {type(candidate).__name__} ({_short(candidate)}).")
+            return self._result("not attempted", f"{NOT_ATTEMPTED}: define your solution, then run this cell again.")
+        problem = self._unusable(candidate)
+        if problem:
+            return self._result("type", problem)
         cases = list(self.cases())
-        for case in cases:
-            expected = self.observe(self.reference, case)
-            inputs_before = _tensor_inputs(case)
-            try:
-                got = self.observe(candidate, case)
-            except NotImplementedError:
-                return self._fail(f"{NOT_ATTEMPTED}: replace the `raise NotImplementedError` with your code.", attempted=False)
-            except Exception as exc:
-                return self._fail(self._explain_exception(exc, case))
-            changed = _changed_inputs(inputs_before, case)
-            if changed:
-                return self._fail(
-                    f"on {case.label}: your code changed its input {changed} in place; "
-                    "leave inputs untouched (use out-of-place operations such as `x - m`, not `x -= m` or `x.sub_(m)`)."
-                )
-            difference = compare(got, expected, self.atol, self.rtol)
-            if difference is not None:
-                mistake = self._matching_mistake(case, got)
-                if mistake is not None:
-                    return self._fail(f"on {case.label}: {mistake.hint}.")
-                return self._fail(f"on {case.label}: {difference}")
-        n = len(cases)
-        return CheckResult(self.id, True, f"all {n} test{'s' if n != 1 else ''} passed.")
+        expected = self._expected(saved)
+        printed = BoundedText()
+        outcomes = []
+        for index, case in enumerate(cases):
+            limit = time_limit if time_limit is not None else max(self.time_limit, TIME_LIMIT_FACTOR * expected[index].seconds)
+            outcomes.append(self._run(candidate, case, index, saved, limit, printed))
+            if outcomes[-1].timed_out:
+                break
+        result = self._verdict(cases, outcomes, expected, saved)
+        note = _printed_note(printed)
+        return _replace(result, message=result.message + note) if note else result
 
-    def _matching_mistake(self, case: Case, got: Any) -> Mistake | None:
-        for mistake in self.mistakes:
-            try:
-                planted = self.observe(mistake.implementation, case)
-            except Exception:
+    def _verdict(self, cases, outcomes, expected, saved) -> CheckResult:
+        """The result for the candidate's ``outcomes``: passed, a named mistake, or what differs first."""
+        for index, (case, got) in enumerate(zip(cases, outcomes)):
+            if got.timed_out:
+                limit = f"{got.seconds:.2g}" if got.seconds < 10 else f"{got.seconds:.0f}"
+                return self._result("timeout", f"on {case.label}: your code was stopped after {limit} s; "
+                                    "does a loop in it never end?", case=case.label)
+            difference = self._difference(got, expected[index], case)
+            if difference is None:
                 continue
-            if compare(got, planted, self.atol, self.rtol) is None:
+            kind, text = difference
+            if kind == "not attempted":
+                return self._result(kind, text, case=case.label)
+            mistake = self._matching_mistake(outcomes, len(cases), saved)
+            if mistake is not None:
+                return self._mistake_result(mistake, case, got)
+            return self._result(kind, text, case=case.label)
+        n = len(cases)
+        return self._result("passed", "1 test passed." if n == 1 else f"all {n} tests passed.")
+
+    def _difference(self, got: _Outcome, expected: _Outcome, case: Case) -> tuple[str, str] | None:
+        """(kind, message) saying how ``got`` differs from ``expected`` on ``case``, or None."""
+        if got.error is not None:
+            if isinstance(got.error, NotImplementedError):
+                return "not attempted", f"{NOT_ATTEMPTED}: replace the `raise NotImplementedError` with your code."
+            return _explain_exception(got.error, case)
+        if got.changed:
+            return "changed input", (
+                f"on {case.label}: your code changed its input {got.changed} in place; leave inputs untouched "
+                "(use out-of-place operations such as `x - m`, not `x -= m` or `x.sub_(m)`)."
+            )
+        difference = _guarded_compare(got.value, expected.value, self.atol, self.rtol, self._locator(case))
+        return None if difference is None else (difference[0], f"on {case.label}: {difference[1]}")
+
+    def _mistake_result(self, mistake: Mistake, case: Case, got: _Outcome) -> CheckResult:
+        if got.error is not None:
+            text = f"on {case.label} your code raised {type(got.error).__name__}: {mistake.hint}."
+        else:
+            text = f"on {case.label}: {mistake.hint}."
+        return self._result("mistake", text, mistake=mistake.name, case=case.label)
+
+    def _result(self, kind: str, message: str, mistake: str | None = None, case: str | None = None) -> CheckResult:
+        return CheckResult(self.id, kind == "passed", _capped(message), kind != "not attempted", kind, mistake, case)
+
+    # ----------------------------------------------------------------------- running code
+
+    def _run(self, implementation, case: Case, index: int, saved, limit: float | None = None,
+             printed: BoundedText | None = None) -> _Outcome:
+        """Observe ``implementation`` on ``case`` in the clean state, within ``limit`` seconds."""
+        before = _tensor_inputs(case, self._parameter_names())
+        isolation.prepare(saved, zlib.crc32(self.id.encode()) + index)
+        outcome = _Outcome()
+        start = time.monotonic()
+        try:
+            with isolation.captured_output(printed or BoundedText(0)), isolation.time_limit(limit):
+                outcome.value = self.observe(implementation, case)
+        except KeyboardInterrupt:
+            raise
+        except CaseTimeout:
+            return _Outcome(timed_out=True, seconds=limit or 0.0)
+        except BaseException as exc:  # SystemExit, GeneratorExit, ... are the learner's too
+            outcome.error = exc
+        outcome.seconds = time.monotonic() - start
+        outcome.changed = _changed_inputs(before, case, self._parameter_names())
+        return outcome
+
+    def _expected(self, saved) -> list[_Outcome]:
+        """The reference's outcome on every case (computed once, then remembered)."""
+        memo = self._fresh_memo()
+        if "expected" not in memo:
+            cases = list(self.cases())
+            outcomes = [self._run(self.reference, case, i, saved) for i, case in enumerate(cases)]
+            for case, outcome in zip(cases, outcomes):
+                if outcome.error is not None or outcome.changed:
+                    problem = _exception_text(outcome.error) if outcome.error is not None else f"changed {outcome.changed}"
+                    raise _CheckFault(f"the reference failed on {case.label}: {problem}")
+            memo["expected"] = outcomes
+        return memo["expected"]
+
+    def _planted(self, mistake_index: int, case_index: int, saved) -> _Outcome:
+        """A planted mistake's outcome on one case (computed once, then remembered)."""
+        memo = self._fresh_memo().setdefault("planted", {})
+        key = (mistake_index, case_index)
+        if key not in memo:
+            case = list(self.cases())[case_index]  # fresh inputs: the candidate may have changed its own
+            memo[key] = self._run(self.mistakes[mistake_index].implementation, case, case_index, saved)
+        return memo[key]
+
+    def _fresh_memo(self) -> dict:
+        """The memo, emptied if the reference, cases, observe or mistakes were replaced since."""
+        key = (id(self.reference), id(self.cases), id(self.observe), tuple(id(m.implementation) for m in self.mistakes))
+        if self._memo.get("key") != key:
+            self._memo.clear()
+            self._memo["key"] = key
+        return self._memo
+
+    def _matching_mistake(self, outcomes: list[_Outcome], n_cases: int, saved) -> Mistake | None:
+        """The first planted mistake that behaves like the candidate on EVERY case, else None."""
+        if len(outcomes) < n_cases:
+            return None
+        for m, mistake in enumerate(self.mistakes):
+            if all(_same_outcome(got, self._planted(m, i, saved), self.atol, self.rtol) for i, got in enumerate(outcomes)):
                 return mistake
         return None
 
-    def _explain_exception(self, exc: Exception, case: Case) -> str:
-        for mistake in self.mistakes:
+    # ----------------------------------------------------------------------- messages
+
+    def _unusable(self, candidate: Any) -> str | None:
+        """Why ``candidate`` cannot be run at all, or None."""
+        try:
+            if inspect.isclass(self.reference) and isinstance(candidate, torch.nn.Module):
+                name = type(candidate).__name__
+                return (f"you passed an instance of {name}, built with {name}(...); pass the class itself: "
+                        f"check({self.id!r}, {name})")
+            if inspect.isgenerator(candidate):
+                return "you passed a generator object (what a function with `yield` returns); pass the function itself."
+            if not callable(candidate):
+                return f"expected a function or class to check, got {_describe(candidate)}."
+        except Exception as exc:
+            return f"expected a function or class to check, got an object that cannot be inspected ({_exception_text(exc)})."
+        return None
+
+    def _parameter_names(self) -> list[str]:
+        """The reference's parameter names (for a function), to name the inputs in messages."""
+        if "parameters" not in self._memo:
             try:
-                self.observe(mistake.implementation, case)
-            except Exception as planted:
-                if type(planted) is type(exc) and str(planted) == str(exc):
-                    return f"on {case.label} your code raised {type(exc).__name__}: {mistake.hint}."
-        where = _learner_frame(exc)
-        return f"on {case.label} your code raised {type(exc).__name__}: {exc}{where}"
+                names = [] if inspect.isclass(self.reference) else list(inspect.signature(self.reference).parameters)
+            except (TypeError, ValueError):
+                names = []
+            self._memo["parameters"] = names
+        return self._memo["parameters"]
+
+    def _locator(self, case: Case) -> Callable[[tuple, tuple], str | None] | None:
+        """A function naming a position by the input value there, when the case has one tensor input."""
+        if not self._parameter_names():  # a class: its inputs are constructor arguments and a batch
+            return None
+        tensors = [(name, t) for name, t in _named_inputs(case, self._parameter_names()) if isinstance(t, torch.Tensor)]
+        if len(tensors) != 1:
+            return None
+        name, x = tensors[0][0].strip("`"), tensors[0][1].detach()
+
+        def locate(shape: tuple, index: tuple) -> str | None:
+            if tuple(x.shape) != tuple(shape) or x.is_complex():
+                return None
+            value = _number(x[index])
+            return f"{name} = {value}" if x.dim() == 1 else f"index {index}, where {name} = {value}"
+
+        return locate
 
 
-def _tensor_inputs(case: Case) -> dict[str, torch.Tensor]:
+# --------------------------------------------------------------------------- outcomes and inputs
+
+
+def _same_outcome(got: _Outcome, planted: _Outcome, atol: float, rtol: float) -> bool:
+    """Whether the candidate behaved like a planted implementation on one case."""
+    if got.timed_out or planted.timed_out or (got.error is None) != (planted.error is None):
+        return False
+    if got.error is not None:
+        return type(got.error) is type(planted.error) and _safe_str(got.error) == _safe_str(planted.error)
+    if got.changed != planted.changed:
+        return False
+    return _guarded_compare(got.value, planted.value, atol, rtol) is None
+
+
+def _named_inputs(case: Case, names: Sequence[str]) -> list[tuple[str, Any]]:
+    positional = [(f"`{names[i]}`" if i < len(names) else f"argument {i + 1}", a) for i, a in enumerate(case.args)]
+    return positional + [(f"`{k}`", v) for k, v in case.kwargs.items()]
+
+
+def _tensor_inputs(case: Case, names: Sequence[str]) -> dict[str, torch.Tensor]:
     """Copies of the case's tensor arguments, to notice a candidate that modifies them."""
-    named = {f"argument {i + 1}": a for i, a in enumerate(case.args)} | {f"`{k}`": v for k, v in case.kwargs.items()}
-    return {name: t.detach().clone() for name, t in named.items() if isinstance(t, torch.Tensor)}
+    return {name: t.detach().clone() for name, t in _named_inputs(case, names) if isinstance(t, torch.Tensor)}
 
 
-def _changed_inputs(before: dict[str, torch.Tensor], case: Case) -> str | None:
-    named = {f"argument {i + 1}": a for i, a in enumerate(case.args)} | {f"`{k}`": v for k, v in case.kwargs.items()}
+def _changed_inputs(before: dict[str, torch.Tensor], case: Case, names: Sequence[str]) -> str | None:
+    named = dict(_named_inputs(case, names))
     for name, copy in before.items():
-        now = named[name].detach()
-        if now.shape != copy.shape or not torch.equal(torch.nan_to_num(now), torch.nan_to_num(copy)):
+        try:
+            now = named[name].detach()
+            if now.shape != copy.shape or now.dtype != copy.dtype or not torch.equal(torch.nan_to_num(now), torch.nan_to_num(copy)):
+                return name
+        except Exception:
             return name
     return None
 
 
+# --------------------------------------------------------------------------- explaining exceptions
+
+
+def _explain_exception(exc: BaseException, case: Case) -> tuple[str, str]:
+    """(kind, message) for an exception that came out of observing the candidate."""
+    if _raised_in_check_code(exc):
+        if isinstance(exc, (AttributeError, TypeError)) and "NoneType" in _safe_str(exc):
+            return "returned none", (f"on {case.label}: your code returned None where a value was expected; "
+                                     "did you forget a `return` (in `forward`)?")
+        missing = _missing_attribute(exc)
+        if missing:
+            return "type", (f"on {case.label}: your {missing[0]} has no attribute `{missing[1]}`, which the check uses: "
+                            "name it as the exercise asks.")
+        return "type", f"on {case.label}: the check could not use what your code returned ({_exception_text(exc)})."
+    name = type(exc).__name__
+    text = _safe_str(exc, limit=400)
+    if isinstance(exc, SystemExit):
+        text = "it called exit() or sys.exit(), which would stop the whole program; return a value instead"
+    return "exception", f"on {case.label} your code raised {name}{': ' + text if text else ''}{_learner_frame(exc)}"
+
+
+def _missing_attribute(exc: BaseException) -> tuple[str, str] | None:
+    """(type name, attribute) for "'Head' object has no attribute 'key'", else None."""
+    obj, name = getattr(exc, "obj", None), getattr(exc, "name", None)
+    if isinstance(exc, AttributeError) and isinstance(name, str) and obj is not None and not isinstance(obj, torch.Tensor):
+        kind = type(obj).__name__
+        return (kind if isinstance(obj, torch.nn.Module) else f"{kind} object", name)
+    return None
+
+
+def _frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    try:
+        return list(traceback.extract_tb(exc.__traceback__))
+    except Exception:
+        return []
+
+
+def _raised_in_check_code(exc: BaseException) -> bool:
+    """Whether the innermost frame that is not library code belongs to the check (an ``observe``)."""
+    for frame in reversed(_frames(exc)):
+        path = str(Path(frame.filename).resolve()) if not frame.filename.startswith("<") else frame.filename
+        if path.startswith(str(_CHECKS_DIR)):
+            return Path(path).name not in ("core.py", "isolation.py")
+        if path.startswith(str(_PACKAGE_DIR)) or path.startswith(_LIBRARY_DIRS):
+            continue
+        return False
+    return False
+
+
 def _learner_frame(exc: BaseException) -> str:
-    """' (in cell line N: code)' for the innermost frame that lives in a notebook cell."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "ipykernel" in f.filename or f.filename.startswith("<")]
+    """' (at line N of your cell: code)' for the innermost frame that lives in a notebook cell."""
+    frames = [f for f in _frames(exc) if "ipykernel" in f.filename or f.filename.startswith("<")]
     if not frames:
         return ""
     frame = frames[-1]
     line = (frame.line or "").strip()
-    return f"\n  (at line {frame.lineno} of your cell: `{line}`)" if line else ""
+    return f"\n  (at line {frame.lineno} of your cell: `{line[:120]}`)" if line else ""
+
+
+def _safe_str(value: Any, limit: int = 100_000) -> str:
+    """``str(value)``, cut to ``limit`` characters; never raises (an ``__str__`` may)."""
+    try:
+        text = str(value)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        return f"(its text cannot be shown: __str__ raised {type(exc).__name__})"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _exception_text(exc: BaseException) -> str:
+    text = _safe_str(exc, limit=500)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- message helpers
+
+
+def _capped(message: str, lines: int = MESSAGE_LINES) -> str:
+    """``message`` cut to ``lines`` lines of at most :data:`LINE_CHARS` characters."""
+    kept = message.splitlines()[:lines] if message else [""]
+    kept = [line if len(line) <= LINE_CHARS else line[: LINE_CHARS - 3] + "..." for line in kept]
+    more = len(message.splitlines()) - len(kept)
+    if more > 0:
+        kept[-1] += f" (... {more} more line{'s' if more != 1 else ''})"
+    return "\n".join(kept)
+
+
+def _printed_note(printed: BoundedText) -> str:
+    """A few lines of what the candidate printed, or ``""``."""
+    text = printed.text
+    if not text.strip():
+        return ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    shown = [f"  | {line[:120]}" for line in lines[:PRINTED_LINES]]
+    more = len(lines) - len(shown) if not printed.dropped else max(printed.lines - len(shown), 1)
+    tail = f"\n  | ... ({_plural(more, 'more line')})" if more > 0 else ""
+    return "\nyour code printed:\n" + "\n".join(shown) + tail
+
+
+def _replace(result: CheckResult, cls: type = CheckResult, **changes) -> CheckResult:
+    values = {f.name: getattr(result, f.name) for f in fields(result)} | changes
+    return cls(**values)
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        text = f"<{type(value).__name__} object>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _describe(value: Any) -> str:
+    """'a tensor of shape (2, 3)', 'a list of 5 items', ... for any value; never raises."""
+    try:
+        return _describe_unguarded(value)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        return f"a {type(value).__name__} object"
+
+
+def _describe_unguarded(value: Any) -> str:
+    if value is None:
+        return "None"
     if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)}"
+        return f"a tensor of shape {tuple(_plain_tensor(value).shape)}"
+    if type(value).__module__ == "numpy" and hasattr(value, "shape"):
+        return f"a numpy array of shape {tuple(value.shape)}"
+    if inspect.isgenerator(value):
+        return "a generator (is there a `yield` in your code? return the value instead)"
     if isinstance(value, (list, tuple, dict, set)):
-        return f"a {type(value).__name__} of {len(value)} items"
+        return f"a {type(value).__name__} of {len(value)} item{'s' if len(value) != 1 else ''}"
     return f"{type(value).__name__} {_short(value)}"
+
+
+def _number(value: Any) -> str:
+    """A scalar tensor or number written briefly: ``0``, ``-1.5``, ``1e+03``, ``True``."""
+    value = value.item() if isinstance(value, torch.Tensor) else value
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+# --------------------------------------------------------------------------- comparing observations
 
 
 def compare(got: Any, expected: Any, atol: float = 1e-6, rtol: float = 1e-5, where: str = "the output") -> str | None:
     """Compare two observations. Returns None when they agree, else a sentence saying how they differ.
 
     Tensors are compared by type, shape, dtype, device, NaN/inf pattern and values;
-    mappings key by key; tuples and lists item by item; other values with ``==``
-    (floats with the tolerances).
+    mappings key by key; tuples and lists item by item (lists of names by what is missing
+    or unexpected); other values with ``==`` (floats with the tolerances).
     """
+    difference = _compare(got, expected, atol, rtol, where, None)
+    return None if difference is None else difference[1]
+
+
+def _guarded_compare(got, expected, atol, rtol, locate=None) -> tuple[str, str] | None:
+    """:func:`_compare` for a learner's value, whose methods may raise anything."""
+    try:
+        return _compare(got, expected, atol, rtol, "the output", locate)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        return "type", f"the check could not compare what your code returned ({_describe(got)}) with the expected value ({_exception_text(exc)})."
+
+
+def _compare(got, expected, atol, rtol, where, locate) -> tuple[str, str] | None:
+    """(kind, sentence) saying how ``got`` differs from ``expected``, or None when they agree."""
+    if got is None and expected is not None:
+        return "returned none", f"{where} is None: did you forget a `return`?"
     if isinstance(expected, torch.Tensor):
-        if not isinstance(got, torch.Tensor):
-            return f"{where} should be a tensor, but your code returned {_describe(got)}."
-        if got.shape != expected.shape:
-            return f"{where} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}."
-        if got.dtype != expected.dtype:
-            return f"{where} has dtype {got.dtype}, expected {expected.dtype}."
-        if got.device != expected.device:
-            return f"{where} is on device {got.device}, expected {expected.device} (create new tensors on the input's device)."
-        got_d, exp_d = got.detach(), expected.detach()
-        if got_d.is_floating_point() or got_d.is_complex():
-            bad = torch.isnan(got_d) & ~torch.isnan(exp_d)
-            if bad.any():
-                return f"{where} contains NaN at {int(bad.sum())} position(s) where the reference is finite (first at index {_index(bad)})."
-            bad = torch.isinf(got_d) & ~torch.isinf(exp_d)
-            if bad.any():
-                return f"{where} contains inf at {int(bad.sum())} position(s) where the reference is finite (first at index {_index(bad)})."
-            if torch.allclose(got_d, exp_d, atol=atol, rtol=rtol, equal_nan=True):
-                return None
-            diff = (got_d - exp_d).abs().nan_to_num(0.0)
-            i = _index(diff == diff.max())
-            return (
-                f"{where} differs from the reference by up to {float(diff.max()):.3g} "
-                f"(at index {i}: yours {float(got_d[i]):.4g}, expected {float(exp_d[i]):.4g})."
-            )
-        if torch.equal(got_d, exp_d):
-            return None
-        return f"{where} differs from the reference at {int((got_d != exp_d).sum())} position(s)."
+        return _compare_tensors(got, expected, atol, rtol, where, locate)
     if isinstance(expected, Mapping):
-        if not isinstance(got, Mapping):
-            return f"{where} should be a mapping, got {_describe(got)}."
-        unexpected = [key for key in got if key not in expected]
-        if unexpected:
-            return f"{where} has unexpected entries {', '.join(map(repr, unexpected))}; expected only {', '.join(map(repr, expected))}."
-        for key, value in expected.items():
-            if key not in got:
-                return f"{where} is missing {key!r}."
-            difference = compare(got[key], value, atol, rtol, where=str(key))
-            if difference is not None:
-                return difference
-        return None
+        return _compare_mappings(got, expected, atol, rtol, where, locate)
     if isinstance(expected, (tuple, list)):
-        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
-            return f"{where} should be a {type(expected).__name__} of {len(expected)} items, got {_describe(got)}."
-        for k, (g, e) in enumerate(zip(got, expected)):
-            difference = compare(g, e, atol, rtol, where=f"item {k} of {where}")
-            if difference is not None:
-                return difference
-        return None
+        return _compare_sequences(got, expected, atol, rtol, where, locate)
     if isinstance(expected, float) and isinstance(got, (int, float)):
         if math.isclose(got, expected, rel_tol=rtol, abs_tol=atol) or (math.isnan(got) and math.isnan(expected)):
             return None
-        return f"{where} is {got:.6g}, expected {expected:.6g}."
-    if got == expected:
+        return "values", f"{where} is {got:.6g}, expected {expected:.6g}."
+    if _equal(got, expected):
         return None
-    return f"{where} is {_short(got)}, expected {_short(expected)}."
+    return "values", f"{where} is {_short(got)}, expected {_short(expected)}."
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+def _plain_tensor(t: torch.Tensor) -> torch.Tensor:
+    """A tensor subclass (a Parameter, or the learner's own) seen as a plain tensor."""
+    if type(t) is torch.Tensor:
+        return t
+    with torch._C.DisableTorchFunctionSubclass():
+        return torch.Tensor.as_subclass(t, torch.Tensor)
+
+
+def _compare_tensors(got, expected, atol, rtol, where, locate) -> tuple[str, str] | None:
+    if not isinstance(got, torch.Tensor):
+        hint = " (use torch operations, or torch.from_numpy)" if type(got).__module__ == "numpy" else ""
+        return "type", f"{where} should be a tensor, but your code returned {_describe(got)}{hint}."
+    got = _plain_tensor(got)
+    if got.shape != expected.shape:
+        return "shape", f"{where} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}."
+    if got.dtype != expected.dtype:
+        return "dtype", f"{where} has dtype {got.dtype}, expected {expected.dtype}."
+    if got.device != expected.device:
+        return "device", f"{where} is on device {got.device}, expected {expected.device} (create new tensors on the input's device)."
+    got_d, exp_d = got.detach(), expected.detach()
+    if got_d.device.type == "meta":
+        return None
+    place = _placer(locate, tuple(got.shape))
+    if got_d.is_floating_point() or got_d.is_complex():
+        for name, test in (("NaN", torch.isnan), ("inf", torch.isinf)):
+            bad = test(got_d) & ~test(exp_d)
+            if bad.any():
+                return "nan", (f"{where} contains {name} at {_plural(int(bad.sum()), 'position')} where the reference "
+                               f"is finite (first at {place(_index(bad))}).")
+        if torch.allclose(got_d, exp_d, atol=atol, rtol=rtol, equal_nan=True):
+            return None
+        diff = (got_d - exp_d).abs().nan_to_num(0.0)
+        i = _index(diff == diff.max())
+        return "values", (f"{where} differs from the reference by up to {float(diff.max()):.3g} "
+                          f"(at {place(i)}: yours {_number(got_d[i])}, expected {_number(exp_d[i])}).")
+    if torch.equal(got_d, exp_d):
+        return None
+    i = _index(got_d != exp_d)
+    return "values", (f"{where} differs from the reference at {_plural(int((got_d != exp_d).sum()), 'position')} "
+                      f"(first at {place(i)}: yours {_number(got_d[i])}, expected {_number(exp_d[i])}).")
+
+
+def _placer(locate, shape: tuple) -> Callable[[tuple], str]:
+    def place(index: tuple) -> str:
+        named = locate(shape, index) if locate is not None else None
+        return named or f"index {index}"
+
+    return place
+
+
+def _compare_mappings(got, expected, atol, rtol, where, locate) -> tuple[str, str] | None:
+    if not isinstance(got, Mapping):
+        return "type", f"{where} should be a mapping, got {_describe(got)}."
+    unexpected = [key for key in got if key not in expected]
+    if unexpected:
+        return "values", f"{where} has unexpected entries {', '.join(map(_short, unexpected))}; expected only {', '.join(map(repr, expected))}."
+    for key, value in expected.items():
+        if key not in got:
+            return "values", f"{where} is missing {key!r}."
+        difference = _compare(got[key], value, atol, rtol, str(key), locate)
+        if difference is not None:
+            return difference
+    return None
+
+
+def _compare_sequences(got, expected, atol, rtol, where, locate) -> tuple[str, str] | None:
+    if not isinstance(got, (tuple, list)):
+        return "type", f"{where} should be a {type(expected).__name__} of {len(expected)} items, got {_describe(got)}."
+    if all(isinstance(e, str) for e in expected) and all(isinstance(g, str) for g in got):
+        named = _names_missing_or_unexpected(got, expected, where)
+        if named:
+            return "values", named
+    if len(got) != len(expected):
+        return "values", f"{where} should be a {type(expected).__name__} of {len(expected)} items, got {_describe(got)}."
+    for k, (g, e) in enumerate(zip(got, expected)):
+        difference = _compare(g, e, atol, rtol, f"item {k} of {where}", locate)
+        if difference is not None:
+            return difference
+    return None
+
+
+def _names_missing_or_unexpected(got: Sequence[str], expected: Sequence[str], where: str) -> str | None:
+    """'buffer names: 'running_mean' missing' for lists of names, or None when the same names are there."""
+    missing = [e for e in expected if e not in got]
+    unexpected = [g for g in got if g not in expected]
+    parts = [f"{', '.join(map(repr, missing))} missing"] if missing else []
+    parts += [f"{', '.join(map(_short, unexpected))} not expected"] if unexpected else []
+    return f"{where}: {'; '.join(parts)} (expected {list(expected)})." if parts else None
 
 
 def _index(mask: torch.Tensor) -> tuple[int, ...]:
     return tuple(int(i) for i in mask.nonzero()[0])
+
+
+# --------------------------------------------------------------------------- the registry and check()
 
 
 EXERCISES: dict[str, Exercise] = {}
@@ -301,6 +732,9 @@ def register(exercise: Exercise) -> Exercise:
 def check(exercise_id: str, candidate: Any) -> CheckResult:
     """Check ``candidate`` against exercise ``exercise_id`` and show the result.
 
+    Never raises (except ``KeyboardInterrupt``). Every attempt is recorded with
+    ``course_utils.progress.record_attempt``.
+
     Args:
         exercise_id: e.g. ``"03.head"``; see ``EXERCISES`` for all of them.
         candidate: your function or class.
@@ -309,19 +743,47 @@ def check(exercise_id: str, candidate: Any) -> CheckResult:
         The :class:`CheckResult`, already displayed in the notebook (so the cell does not
         show it a second time).
     """
-    exercise = EXERCISES.get(exercise_id)
-    if exercise is None:
-        known = ", ".join(sorted(EXERCISES))
-        result = CheckResult(exercise_id, False, f"no exercise with id {exercise_id!r}; known ids: {known}.")
-    else:
-        result = exercise.check(candidate)
+    exercise = EXERCISES.get(exercise_id) if isinstance(exercise_id, str) else None
+    result = exercise.check(candidate) if exercise is not None else _unknown_exercise(exercise_id)
+    _record(result)
+    _show(result)
+    return _replace(result, ShownCheckResult)
+
+
+def _unknown_exercise(exercise_id: Any) -> CheckResult:
+    if not isinstance(exercise_id, str):
+        message = f"the exercise id must be a string such as '03.head', got {_describe(exercise_id)}."
+        return CheckResult(_short(exercise_id, 30), False, message, True, "unknown exercise")
+    by_name = {k[3:]: k for k in EXERCISES}  # "head" -> "03.head"
+    close = difflib.get_close_matches(exercise_id, EXERCISES, n=3, cutoff=0.6)
+    close += [by_name[n] for n in difflib.get_close_matches(exercise_id, by_name, n=3, cutoff=0.6) if by_name[n] not in close]
+    same_notebook = [k for k in sorted(EXERCISES) if k[:3] == exercise_id[:3]]
+    message = f"no exercise with id {_short(exercise_id, 40)}"
+    if close:
+        message += f"; did you mean {' or '.join(map(repr, close[:3]))}?"
+    if same_notebook:
+        message += f"\nthe exercises of notebook {exercise_id[:2]}: {', '.join(same_notebook)}."
+    elif not close:
+        message += f"; ids look like {', '.join(sorted(EXERCISES)[:3])}, ... (see EXERCISES)."
+    return CheckResult(_short(exercise_id, 30).strip("'"), False, _capped(message), True, "unknown exercise")
+
+
+def _record(result: CheckResult) -> None:
+    """Record the attempt for the learner's progress table; never raises, never waits long."""
+    try:
+        with isolation.time_limit(2.0):
+            importlib.import_module("course_utils.progress").record_attempt(result)
+    except BaseException:  # noqa: BLE001 - recording must never break a check
+        pass
+
+
+def _show(result: CheckResult) -> None:
     try:
         from IPython.display import display
 
         display(result)
     except ImportError:  # pragma: no cover - IPython is always installed with the course
         print(result)
-    return ShownCheckResult(result.exercise_id, result.passed, result.message, result.attempted)
 
 
 def exercises_of(notebook: str) -> Iterable[Exercise]:

@@ -1,0 +1,307 @@
+"""Keeping a learner's code and a check apart: global state, a time limit, captured prints.
+
+A check runs code that a learner has just typed. Whatever that code does, the check must
+return, and the notebook must be left as it was:
+
+- :func:`isolated` saves the global state that torch, numpy and ``random`` keep (grad mode,
+  default dtype and device, RNG states, thread count, deterministic and anomaly modes, ...)
+  and restores it afterwards, in both directions: a learner's earlier
+  ``torch.set_grad_enabled(False)`` does not reach the check, and a candidate that turns
+  grad off does not leak it. :func:`prepare` puts the clean state a check runs in.
+- :func:`time_limit` stops code that runs too long by raising :class:`CaseTimeout` in it.
+- :func:`captured_output` keeps what the code prints, up to a bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+#: How often a stopped candidate is stopped again, in case it caught the first stop.
+_REPEAT_S = 0.05
+
+
+class CaseTimeout(BaseException):
+    """Raised inside code that runs past its time limit.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that ``except Exception`` in the
+    learner's code does not swallow it.
+    """
+
+
+# --------------------------------------------------------------------------- global state
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The global state a check saves before it runs and restores after."""
+
+    grad_enabled: bool
+    default_dtype: torch.dtype
+    default_device: torch.device
+    num_threads: int
+    deterministic: bool
+    deterministic_warn_only: bool
+    anomaly: bool
+    anomaly_check_nan: bool
+    matmul_precision: str
+    recursion_limit: int
+    torch_rng: torch.Tensor
+    cuda: Any  # the CUDA RNG states, or the seeds queued before CUDA starts
+    numpy_rng: Any
+    python_rng: Any
+
+
+def snapshot() -> Snapshot:
+    """Save the global state that checked code can change."""
+    return Snapshot(
+        grad_enabled=torch.is_grad_enabled(),
+        default_dtype=torch.get_default_dtype(),
+        default_device=torch.get_default_device(),
+        num_threads=torch.get_num_threads(),
+        deterministic=torch.are_deterministic_algorithms_enabled(),
+        deterministic_warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
+        anomaly=torch.is_anomaly_enabled(),
+        anomaly_check_nan=torch.is_anomaly_check_nan_enabled(),
+        matmul_precision=torch.get_float32_matmul_precision(),
+        recursion_limit=sys.getrecursionlimit(),
+        torch_rng=torch.get_rng_state(),
+        cuda=_cuda_rng_state(),
+        numpy_rng=_numpy().random.get_state() if _numpy() else None,
+        python_rng=random.getstate(),
+    )
+
+
+def prepare(saved: Snapshot, seed: int) -> None:
+    """Put the clean state a check runs in, with every global RNG seeded from ``seed``.
+
+    Grad mode on, float32 default dtype on the CPU, no deterministic or anomaly mode,
+    full float32 matmul precision; the thread count and recursion limit the learner had.
+    """
+    torch.set_grad_enabled(True)
+    _set_if_changed(torch.get_default_dtype, torch.set_default_dtype, torch.float32)
+    if torch.get_default_device() != torch.device("cpu"):
+        torch.set_default_device(None)
+    _set_if_changed(torch.get_num_threads, torch.set_num_threads, saved.num_threads)
+    if torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(False)
+    if torch.is_anomaly_enabled():
+        torch.set_anomaly_enabled(False, True)
+    _set_if_changed(torch.get_float32_matmul_precision, torch.set_float32_matmul_precision, "highest")
+    _set_if_changed(sys.getrecursionlimit, sys.setrecursionlimit, saved.recursion_limit)
+    reseed(seed)
+
+
+def reseed(seed: int) -> None:
+    """Seed torch's CPU generator (and CUDA's once started), numpy's and ``random``'s.
+
+    ``torch.manual_seed`` is avoided on purpose: before CUDA starts it queues a seed for
+    it, which would replace the learner's own queued seed.
+    """
+    torch.default_generator.manual_seed(seed)
+    if torch.cuda.is_initialized():
+        torch.cuda.manual_seed_all(seed)
+    if _numpy():
+        _numpy().random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def restore(saved: Snapshot) -> None:
+    """Put back everything :func:`snapshot` saved."""
+    torch.set_grad_enabled(saved.grad_enabled)
+    _set_if_changed(torch.get_default_dtype, torch.set_default_dtype, saved.default_dtype)
+    if torch.get_default_device() != saved.default_device:
+        torch.set_default_device(None if saved.default_device == torch.device("cpu") else saved.default_device)
+    _set_if_changed(torch.get_num_threads, torch.set_num_threads, saved.num_threads)
+    if (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) != (
+        saved.deterministic,
+        saved.deterministic_warn_only,
+    ):
+        torch.use_deterministic_algorithms(saved.deterministic, warn_only=saved.deterministic_warn_only)
+    if (torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()) != (saved.anomaly, saved.anomaly_check_nan):
+        torch.set_anomaly_enabled(saved.anomaly, saved.anomaly_check_nan)
+    _set_if_changed(torch.get_float32_matmul_precision, torch.set_float32_matmul_precision, saved.matmul_precision)
+    _set_if_changed(sys.getrecursionlimit, sys.setrecursionlimit, saved.recursion_limit)
+    torch.set_rng_state(saved.torch_rng)
+    _restore_cuda_rng(saved.cuda)
+    if saved.numpy_rng is not None:
+        _numpy().random.set_state(saved.numpy_rng)
+    random.setstate(saved.python_rng)
+
+
+@contextlib.contextmanager
+def isolated() -> Iterator[Snapshot]:
+    """Save the global state on entry and restore it on exit, whatever happens inside."""
+    saved = snapshot()
+    try:
+        yield saved
+    finally:
+        restore(saved)
+
+
+def _set_if_changed(get, set_, value) -> None:
+    if get() != value:
+        set_(value)
+
+
+def _numpy():
+    """numpy if it is already imported (a check does not import it for nothing), else None."""
+    return sys.modules.get("numpy")
+
+
+def _cuda_rng_state() -> Any:
+    if torch.cuda.is_initialized():
+        return ("states", torch.cuda.get_rng_state_all())
+    tracker = torch.cuda._lazy_seed_tracker
+    return ("queued", tracker.manual_seed_all_cb, tracker.manual_seed_cb, list(tracker.call_order))
+
+
+def _restore_cuda_rng(saved: Any) -> None:
+    if saved[0] == "states":
+        torch.cuda.set_rng_state_all(saved[1])
+        return
+    _, seed_all, seed, order = saved
+    if torch.cuda.is_initialized():  # CUDA started during the check: replay the learner's queued seeds
+        for call in order:
+            if call is not None:
+                call[0]()
+        return
+    tracker = torch.cuda._lazy_seed_tracker
+    tracker.manual_seed_all_cb, tracker.manual_seed_cb, tracker.call_order = seed_all, seed, order
+
+
+# --------------------------------------------------------------------------- time limit
+
+
+def time_limit_mechanism() -> str:
+    """How :func:`time_limit` works here: ``"signal"`` (SIGALRM) or ``"watchdog"`` (a thread)."""
+    main = threading.current_thread() is threading.main_thread()
+    return "signal" if main and hasattr(signal, "setitimer") else "watchdog"
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`CaseTimeout` in the code of the ``with`` block after ``seconds``.
+
+    In the main thread on Linux and macOS (a Jupyter kernel runs cells there) a SIGALRM
+    timer raises it; any timer and handler that were set before are put back. Elsewhere
+    (Windows, or a check called from another thread) a watchdog thread raises it in the
+    checked thread: that stops Python code, but a single long call into C (``time.sleep``,
+    a huge matrix product) is stopped only when it returns. Either way nothing is left
+    running when the block exits. ``None`` or 0: no limit.
+    """
+    if not seconds or seconds <= 0:
+        yield
+    elif time_limit_mechanism() == "signal":
+        with _alarm(seconds):
+            yield
+    else:
+        with _watchdog(seconds):
+            yield
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
+    def on_alarm(signum, frame):
+        raise CaseTimeout
+
+    previous_handler = signal.signal(signal.SIGALRM, on_alarm)
+    previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, seconds, _REPEAT_S)
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        _uninterrupted(lambda: signal.setitimer(signal.ITIMER_REAL, 0))
+        _uninterrupted(lambda: signal.signal(signal.SIGALRM, previous_handler if previous_handler is not None else signal.SIG_DFL))
+        if previous_delay > 0:  # someone else's timer was running: let it go on
+            left = max(previous_delay - (time.monotonic() - start), 1e-6)
+            signal.setitimer(signal.ITIMER_REAL, left, previous_interval)
+
+
+@contextlib.contextmanager
+def _watchdog(seconds: float) -> Iterator[None]:
+    target = threading.get_ident()
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def watch():
+        delay = seconds
+        while not stop.wait(delay):
+            with lock:
+                if stop.is_set():
+                    return
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(CaseTimeout))
+            delay = _REPEAT_S
+
+    watcher = threading.Thread(target=watch, name="check time limit", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+
+        def disarm():
+            with lock:
+                stop.set()
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)  # drop one still pending
+
+        _uninterrupted(disarm)
+        _uninterrupted(watcher.join)
+
+
+def _uninterrupted(step) -> None:
+    """Run ``step`` to completion even if a late :class:`CaseTimeout` lands in it."""
+    while True:
+        try:
+            step()
+            return
+        except CaseTimeout:
+            continue
+
+
+# --------------------------------------------------------------------------- printed output
+
+
+class BoundedText(io.TextIOBase):
+    """A text stream that keeps the first ``limit`` characters written to it and counts the rest."""
+
+    def __init__(self, limit: int = 4000):
+        super().__init__()
+        self.limit = limit
+        self.kept: list[str] = []
+        self.size = 0
+        self.dropped = 0
+        self.lines = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: Any) -> int:
+        text = text if isinstance(text, str) else str(text)
+        room = max(self.limit - self.size, 0)
+        self.kept.append(text[:room])
+        self.size += min(len(text), room)
+        self.dropped += max(len(text) - room, 0)
+        self.lines += text.count("\n")
+        return len(text)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.kept)
+
+
+@contextlib.contextmanager
+def captured_output(stream: BoundedText) -> Iterator[BoundedText]:
+    """Send ``print`` output and stderr (warnings included) to ``stream`` inside the block."""
+    with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+        yield stream
