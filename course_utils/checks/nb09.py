@@ -1,0 +1,269 @@
+"""Exercises of notebook 09 (registered on import): the pre-LN block, weight tying, top-k sampling."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..gpt import CausalSelfAttention, sample_next_token
+from .core import Case, Exercise, Mistake, register
+
+# --------------------------------------------------------------------------- 09.block
+
+
+def block_forward(x: torch.Tensor, attn: nn.Module, mlp: nn.Module, ln1: nn.Module, ln2: nn.Module) -> torch.Tensor:
+    """Reference for 09.block: a pre-LN block, ``x + attn(ln1(x))`` then ``x + mlp(ln2(x))``.
+
+    Shape:
+        - x: :math:`(B, T, C)`; output: the same shape
+    """
+    x = x + attn(ln1(x))  # (B, T, C)
+    return x + mlp(ln2(x))  # (B, T, C)
+
+
+def _block_cases():
+    def case(label, B, T, C, n_head, seed):
+        g = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        attn = CausalSelfAttention(C, n_head)
+        mlp = nn.Sequential(nn.Linear(C, 4 * C), nn.GELU(), nn.Linear(4 * C, C))
+        ln1, ln2 = nn.LayerNorm(C), nn.LayerNorm(C)
+        with torch.no_grad():
+            for ln in (ln1, ln2):  # different gains and shifts, so that swapping them shows
+                ln.weight.copy_(1.0 + 0.5 * torch.randn(C, generator=g))
+                ln.bias.copy_(0.5 * torch.randn(C, generator=g))
+        x = torch.randn(B, T, C, generator=g) * 2.0 + 1.0
+        return Case(label, (x, attn, mlp, ln1, ln2))
+
+    return [case("x of shape (2, 5, 16), 4 heads", 2, 5, 16, 4, 0), case("x of shape (1, 7, 8), 2 heads", 1, 7, 8, 2, 1)]
+
+
+def _observe_block(candidate, case):
+    with torch.no_grad():
+        return candidate(*case.args)
+
+
+def _block_post_ln(x, attn, mlp, ln1, ln2):
+    x = ln1(x + attn(x))
+    return ln2(x + mlp(x))
+
+
+def _block_no_residuals(x, attn, mlp, ln1, ln2):
+    return mlp(ln2(attn(ln1(x))))
+
+
+def _block_normalised_residual(x, attn, mlp, ln1, ln2):
+    h = ln1(x)
+    x = h + attn(h)
+    h = ln2(x)
+    return h + mlp(h)
+
+
+def _block_ln1_twice(x, attn, mlp, ln1, ln2):
+    x = x + attn(ln1(x))
+    return x + mlp(ln1(x))
+
+
+def _block_parallel(x, attn, mlp, ln1, ln2):
+    return x + attn(ln1(x)) + mlp(ln2(x))
+
+
+def _block_mlp_first(x, attn, mlp, ln1, ln2):
+    x = x + mlp(ln2(x))
+    return x + attn(ln1(x))
+
+
+register(
+    Exercise(
+        id="09.block",
+        title="The pre-LN transformer block: two residual sublayers, each normalising its input",
+        reference=block_forward,
+        cases=_block_cases,
+        observe=_observe_block,
+        mistakes=[
+            Mistake("post-LN", "you normalised AFTER each residual sum (post-LN, the 2017 layout): pre-LN is x + attn(ln1(x)), "
+                    "then x + mlp(ln2(x)), with no norm on the residual stream itself", _block_post_ln),
+            Mistake("no residuals", "there are no residual connections: add each sublayer's output to its input, x = x + attn(ln1(x))",
+                    _block_no_residuals),
+            Mistake("residual from the normalised x", "your residual adds the NORMALISED x (h = ln1(x); h + attn(h)): the stream "
+                    "must carry the raw x, x + attn(ln1(x))", _block_normalised_residual),
+            Mistake("ln1 twice", "you used ln1 before the MLP too: each sublayer has its own LayerNorm (ln2 before the MLP)",
+                    _block_ln1_twice),
+            Mistake("parallel sublayers", "your MLP reads the block's input, in parallel with the attention (x + attn(ln1(x)) + "
+                    "mlp(ln2(x))); in this block the MLP reads the stream AFTER the attention was added", _block_parallel),
+            Mistake("MLP first", "you applied the MLP before the attention: attention first, x + attn(ln1(x)), then the MLP",
+                    _block_mlp_first),
+        ],
+        atol=1e-5,
+        rtol=1e-4,
+        minutes=8,
+        difficulty=1,
+    )
+)
+
+# --------------------------------------------------------------------------- 09.tied_lm
+
+
+class TiedBigramLM(nn.Module):
+    """Reference for 09.tied_lm: embed each token, score the next one with the SAME matrix.
+
+    ``self.token_embedding = nn.Embedding(vocab_size, n_embd)``, ``self.lm_head =
+    nn.Linear(n_embd, vocab_size, bias=False)`` whose weight IS the embedding's weight.
+
+    Shape:
+        - idx: :math:`(B, T)`; logits :math:`(B, T, V)`
+    """
+
+    def __init__(self, vocab_size: int, n_embd: int) -> None:
+        super().__init__()
+        self.token_embedding = nn.Embedding(vocab_size, n_embd)
+        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.lm_head.weight = self.token_embedding.weight  # one Parameter, used twice
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.token_embedding(idx))  # (B, T, C) -> (B, T, V)
+
+
+def _tied_cases():
+    g = torch.Generator().manual_seed(9)
+    return [
+        Case("vocab_size=11, n_embd=6, idx of shape (2, 5)", (11, 6, torch.randint(0, 11, (2, 5), generator=g))),
+        Case("vocab_size=7, n_embd=4, idx of shape (1, 9)", (7, 4, torch.randint(0, 7, (1, 9), generator=g))),
+    ]
+
+
+def _observe_tied(cls, case):
+    vocab_size, n_embd, idx = case.args
+    model = cls(vocab_size, n_embd)
+    n_parameters = sum(p.numel() for p in model.parameters())
+    g = torch.Generator().manual_seed(vocab_size)
+    with torch.no_grad():  # set the embedding to known values: a tied head follows, an untied one does not
+        model.token_embedding.weight.copy_(torch.randn(vocab_size, n_embd, generator=g))
+        logits = model(idx)
+    return {"number of parameters": n_parameters, "logits after setting the embedding": logits}
+
+
+class _Untied(TiedBigramLM):
+    def __init__(self, vocab_size, n_embd):
+        nn.Module.__init__(self)
+        self.token_embedding = nn.Embedding(vocab_size, n_embd)
+        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+
+
+class _CopiedOnce(_Untied):
+    def __init__(self, vocab_size, n_embd):
+        super().__init__(vocab_size, n_embd)
+        with torch.no_grad():
+            self.lm_head.weight.copy_(self.token_embedding.weight)
+
+
+class _DataShared(_Untied):
+    def __init__(self, vocab_size, n_embd):
+        super().__init__(vocab_size, n_embd)
+        self.lm_head.weight.data = self.token_embedding.weight.data
+
+
+class _TiedWithBias(TiedBigramLM):
+    def __init__(self, vocab_size, n_embd):
+        nn.Module.__init__(self)
+        self.token_embedding = nn.Embedding(vocab_size, n_embd)
+        self.lm_head = nn.Linear(n_embd, vocab_size)
+        self.lm_head.weight = self.token_embedding.weight
+
+
+register(
+    Exercise(
+        id="09.tied_lm",
+        title="Weight tying: the LM head and the token embedding share one matrix",
+        reference=TiedBigramLM,
+        cases=_tied_cases,
+        observe=_observe_tied,
+        mistakes=[
+            Mistake("untied", "the LM head has its own weight: tie it with self.lm_head.weight = self.token_embedding.weight",
+                    _Untied),
+            Mistake("copied once", "you COPIED the embedding into the head once: the two separate parameters drift apart as soon "
+                    "as either changes; assign the Parameter itself, self.lm_head.weight = self.token_embedding.weight", _CopiedOnce),
+            Mistake("shared .data, two parameters", "you shared the storage through .data, but the model still has two Parameter "
+                    "objects (counted twice, each with its own gradient and optimizer state): assign the Parameter itself",
+                    _DataShared),
+            Mistake("head with a bias", "your LM head has a bias (vocab_size extra parameters): build it with bias=False",
+                    _TiedWithBias),
+        ],
+        minutes=5,
+        difficulty=1,
+    )
+)
+
+# --------------------------------------------------------------------------- 09.sample
+
+
+def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator) -> torch.Tensor:
+    """Reference for 09.sample: greedy at temperature 0, else temperature, top-k, softmax, one multinomial draw.
+
+    Shape:
+        - logits: :math:`(B, V)`; output :math:`(B, 1)`, int64
+    """
+    return sample_next_token(logits, temperature, top_k, generator)
+
+
+def _sample_cases():
+    g = torch.Generator().manual_seed(10)
+    logits = torch.randn(300, 8, generator=g) * 2.0  # (B, V)
+    return [
+        Case("temperature=1.0, top_k=None", (logits, 1.0, None)),
+        Case("temperature=0.5, top_k=3", (logits, 0.5, 3)),
+        Case("temperature=2.0, top_k=5", (logits, 2.0, 5)),
+        Case("temperature=0 (greedy), top_k=None", (logits, 0.0, None)),
+    ]
+
+
+def _observe_sample(candidate, case):
+    logits, temperature, top_k = case.args
+    return candidate(logits, temperature, top_k, torch.Generator().manual_seed(0))  # the same draws for everybody
+
+
+def _sample(logits, temperature, top_k, generator, *, scale="divide", keep="largest", fill=float("-inf"), strict=True,
+            greedy_at_zero=True, dim=-1, always_greedy=False):
+    if always_greedy or (greedy_at_zero and temperature == 0):
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature if scale == "divide" else logits * temperature
+    if top_k is not None:
+        if keep == "largest":
+            kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+            drop = logits < kth if strict else logits <= kth
+        else:
+            kth = torch.topk(logits, top_k, dim=-1, largest=False).values[:, -1:]
+            drop = logits > kth
+        logits = logits.masked_fill(drop, fill)
+    probs = F.softmax(logits, dim=dim)
+    return torch.multinomial(probs, num_samples=1, generator=generator)
+
+
+register(
+    Exercise(
+        id="09.sample",
+        title="Greedy, temperature and top-k sampling of the next token",
+        reference=sample_next,
+        cases=_sample_cases,
+        observe=_observe_sample,
+        mistakes=[
+            Mistake("temperature multiplied", "you multiplied the logits by the temperature: divide them (T < 1 sharpens, T > 1 flattens)",
+                    lambda lo, t, k, g: _sample(lo, t, k, g, scale="multiply")),
+            Mistake("k smallest kept", "your top-k kept the k LEAST likely tokens: keep the k largest logits",
+                    lambda lo, t, k, g: _sample(lo, t, k, g, keep="smallest")),
+            Mistake("filled with 0", "you set the logits outside the top k to 0, and exp(0) > 0 keeps them possible: use float('-inf')",
+                    lambda lo, t, k, g: _sample(lo, t, k, g, fill=0.0)),
+            Mistake("k-th dropped", "you dropped logits <= the k-th largest, which keeps only k - 1 tokens: drop those strictly below it",
+                    lambda lo, t, k, g: _sample(lo, t, k, g, strict=False)),
+            Mistake("no greedy case", "temperature 0 divides by zero (inf and NaN probabilities): at temperature 0 return the argmax",
+                    lambda lo, t, k, g: _sample(lo, t, k, g, greedy_at_zero=False)),
+            Mistake("softmax over the batch", "your softmax normalised over the batch (dim=0): each row's probabilities over the "
+                    "vocabulary must sum to 1, dim=-1", lambda lo, t, k, g: _sample(lo, t, k, g, dim=0)),
+            Mistake("always greedy", "you always took the argmax: sample with torch.multinomial unless the temperature is 0",
+                    lambda lo, t, k, g: _sample(lo, t, k, g, always_greedy=True)),
+        ],
+        minutes=10,
+        difficulty=2,
+    )
+)
