@@ -7,7 +7,9 @@ and check their own code against it.
 from . import activations, progress
 from .attention import Head, MultiheadAttention, scaled_dot_product_attention
 from .core import get_device, seed_everything
+from .gpt import GPT, evaluate_loss, sample_next_token
 from .module_tools import trace_shapes
+from .positions import alibi_bias, alibi_slopes, apply_rope, sinusoidal_positions
 from .synthesizer import (
     DenseSynthesizer,
     FactorizedDenseSynthesizer,
@@ -17,6 +19,7 @@ from .synthesizer import (
     make_synthesizer,
     synthesizer_parameter_count,
 )
+from .text import CharTokenizer, load_corpus, train_val_split
 from .toy_tasks import Seq2SeqTransformer, greedy_decode, make_batch
 from .transformer import (
     Transformer,
@@ -40,6 +43,9 @@ __all__ = [
     # synthesizers (notebooks 06-07)
     "DenseSynthesizer", "RandomSynthesizer", "FactorizedDenseSynthesizer", "FactorizedRandomSynthesizer",
     "SynthesizerMixture", "make_synthesizer", "synthesizer_parameter_count",
+    # positions and the GPT (notebooks 08-09)
+    "sinusoidal_positions", "apply_rope", "alibi_slopes", "alibi_bias",
+    "GPT", "sample_next_token", "evaluate_loss", "CharTokenizer", "load_corpus", "train_val_split",
     # the learner's own progress table: course_utils.progress()
     "progress",
 ]

@@ -6,7 +6,7 @@
 result. One module per notebook registers that notebook's exercises.
 """
 
-from . import nb00, nb01, nb02, nb03, nb04, nb05, nb06, nb07  # noqa: F401  (registration)
+from . import nb00, nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb08, nb09  # noqa: F401  (registration)
 from .core import EXERCISES, NOT_ATTEMPTED, Case, CheckResult, Exercise, Mistake, check, compare, exercises_of, register
 
 __all__ = ["EXERCISES", "NOT_ATTEMPTED", "Case", "CheckResult", "Exercise", "Mistake", "check", "compare", "exercises_of", "register"]
