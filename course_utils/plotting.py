@@ -72,6 +72,51 @@ def plot_functions(
     return fig
 
 
+def plot_function_grid(
+    functions: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+    x: torch.Tensor | None = None,
+    *,
+    ncols: int = 4,
+    ylim: tuple[float, float] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """One small panel per function: f (solid) and its derivative f' from autograd (dashed).
+
+    Curves that would hide each other on one plot (ReLU under LeakyReLU, ReLU6...) each get
+    their own panel, on shared axes so that they can still be compared.
+
+    Args:
+        functions: label -> element-wise function.
+        x: 1-D tensor of points (default: 401 points on [-5, 5]).
+        ncols: panels per row.
+        ylim: y limits shared by every panel (default: Matplotlib's choice, shared).
+        title: figure title.
+
+    Returns:
+        The figure.
+    """
+    x = torch.linspace(-5, 5, 401) if x is None else x
+    nrows = -(-len(functions) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 2.0 * nrows + 0.4), sharex=True, sharey=True,
+                             squeeze=False)
+    for a, (label, fn) in zip(axes.flat, functions.items()):
+        y, dy = function_and_derivative(fn, x)
+        a.axhline(0, color="0.8", lw=0.8, zorder=0)
+        a.axvline(0, color="0.8", lw=0.8, zorder=0)
+        a.plot(x, y, color="C0", label="f(x)")
+        a.plot(x, dy, color="C3", ls="--", lw=1.2, label="f'(x)")
+        a.set_title(label, fontsize=9)
+    for a in list(axes.flat)[len(functions):]:
+        a.axis("off")
+    if ylim is not None:
+        axes[0, 0].set_ylim(*ylim)
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_attention(
     weights: torch.Tensor,
     query_labels: Sequence[str] | None = None,

@@ -1,4 +1,4 @@
-"""The course's one training loop, with a progress bar.
+"""The course's one training loop, its progress bar, and a one-thread context for small models.
 
 Notebook 02 writes the loop out by hand; later notebooks call :func:`train`.
 """
@@ -6,7 +6,8 @@ Notebook 02 writes the loop out by hand; later notebooks call :func:`train`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -15,6 +16,38 @@ from tqdm import tqdm
 # A fixed-width bar without the rate: its last state reads the same on every machine once
 # tests/nbval_sanitize.cfg masks the [elapsed<remaining, loss=...] part.
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+
+
+def progress_bar(iterable: Iterable, desc: str, total: int | None = None, *, disable: bool = False) -> tqdm:
+    """The course's progress bar around ``iterable``: on stdout, fixed width, at most two updates a second.
+
+    Args:
+        iterable: what to loop over.
+        desc: the label shown before the bar.
+        total: number of items, when ``len(iterable)`` does not give it.
+        disable: show nothing.
+
+    Returns:
+        a ``tqdm`` iterator; its last state reads the same on every machine once the
+        timing part is masked (tests/nbval_sanitize.cfg).
+    """
+    return tqdm(iterable, desc=desc, total=total, file=sys.stdout, disable=disable, mininterval=0.5,
+                bar_format=BAR_FORMAT)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block on one CPU thread, then restore the previous thread count.
+
+    Small tensors gain nothing from several threads, and on a busy machine the extra threads
+    wait for each other: training a small model is faster, and reproducible, on one thread.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def train(
@@ -49,7 +82,7 @@ def train(
         raise ValueError(f"train: `steps` must be a positive int, got {steps!r}")
     model.train()
     losses: list[float] = []
-    bar = tqdm(range(steps), desc=desc, file=sys.stdout, disable=not progress, mininterval=0.5, bar_format=BAR_FORMAT)
+    bar = progress_bar(range(steps), desc=desc, disable=not progress)
     for step in bar:
         inputs, targets = get_batch(step)
         output = model(*inputs) if isinstance(inputs, tuple) else model(inputs)

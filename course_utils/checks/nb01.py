@@ -115,6 +115,10 @@ def _observe_value_and_grad(candidate, case):
 class _KernelSpy(TorchDispatchMode):
     """Notes which of the ``watched`` ATen operators run while it is active (every route reaches them)."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # nothing here is compiled: spares the import of torch._dynamo (seconds) on first use
+
     def __init__(self, watched):
         super().__init__()
         self.watched = frozenset(watched)
