@@ -1,0 +1,60 @@
+"""Start the workshop's JupyterHub on this machine (``make hub``), printing the URL and how to log in.
+
+Publishes the student edition (``build/student/``, from ``make student``) to the course repository
+the learners pull from, then runs ``jupyterhub -f workshop/jupyterhub_config.py``. For a try-out
+without WORKSHOP_PASSWORD / WORKSHOP_ADMIN_PASSWORD set, it makes random ones and keeps them in
+the hub's state folder, so they stay the same from one start to the next.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+WORKSHOP = Path(__file__).resolve().parent
+REPO = WORKSHOP.parent
+sys.path.insert(0, str(WORKSHOP))
+
+from course_repo import publish  # noqa: E402
+
+
+def tryout_passwords(state: Path) -> dict[str, str]:
+    """The passwords kept for try-outs in ``state``, made on first use."""
+    path = state / "tryout_passwords.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    passwords = {"WORKSHOP_PASSWORD": secrets.token_urlsafe(9), "WORKSHOP_ADMIN_PASSWORD": secrets.token_urlsafe(32)}
+    path.write_text(json.dumps(passwords))
+    path.chmod(0o600)
+    return passwords
+
+
+def main() -> None:
+    state = Path(os.environ.get("WORKSHOP_STATE") or REPO / "build" / "workshop").resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    changed = publish(REPO / "build" / "student", state / "course")
+    print(f"course repository {state / 'course'}: {'updated' if changed else 'up to date'}")
+    env = dict(os.environ)
+    for name, value in tryout_passwords(state).items():
+        env.setdefault(name, value)
+    ip = env.get("WORKSHOP_IP", "127.0.0.1")
+    host = "127.0.0.1" if ip in ("", "0.0.0.0") else ip
+    admin = env.get("WORKSHOP_ADMINS", "instructor").split(",")[0].strip()
+    print(
+        f"\nJupyterHub: http://{host}:{env.get('WORKSHOP_PORT', '8000')}/\n"
+        f"  learners: any user name (lower case), password {env['WORKSHOP_PASSWORD']}\n"
+        f"  instructor: user {admin}, password {env['WORKSHOP_ADMIN_PASSWORD']}\n"
+        f"  progress board (instructors): http://{host}:{env.get('WORKSHOP_PORT', '8000')}/services/progress/\n"
+        "  Ctrl-C stops the hub and every learner's server.\n",
+        flush=True,
+    )
+    command = [sys.executable, "-m", "jupyterhub", "-f", str(WORKSHOP / "jupyterhub_config.py")]
+    os.chdir(state)
+    os.execve(sys.executable, command, env)
+
+
+if __name__ == "__main__":
+    main()
