@@ -420,6 +420,8 @@ class GPT(nn.Module):
             raise ValueError(f"GPT: `idx` holds token ids in [{low}, {high}], but vocab_size={self.vocab_size} allows [0, {self.vocab_size - 1}]")
 
         x = self.token_embedding(idx)  # (B, T, C)
+        if self.positions == "sinusoidal":
+            x = x * math.sqrt(self.n_embd)  # (B, T, C): as in Vaswani et al., so the fixed waves do not drown the tokens
         position = self._position_encoding(start, T, idx.device)
         if position is not None:
             x = x + position  # (B, T, C) + (T, C)

@@ -61,15 +61,12 @@ def sinusoidal_positions(num_positions: int, d_model: int, *, start: int = 0, de
     return table.to(dtype or torch.get_default_dtype())
 
 
-def rope_angles(positions: Tensor, dim: int, base: float = 10000.0) -> Tensor:
+def rope_angles(positions: Tensor, dim: int, base: float = 10000.0, dtype: torch.dtype = torch.float32) -> Tensor:
     r"""The rotation angles of RoPE: ``positions[..., None] * base ** (-2i / dim)``, i = 0 .. dim/2 - 1.
 
-    Computed in float64 when ``positions`` is float64, else in float32.
-
     Shape:
-        - positions: :math:`(..., T)`; output: :math:`(..., T, \text{dim}/2)`
+        - positions: :math:`(..., T)`; output: :math:`(..., T, \text{dim}/2)`, of ``dtype``
     """
-    dtype = torch.float64 if positions.dtype == torch.float64 else torch.float32
     inverse_frequency = base ** (-torch.arange(0, dim, 2, dtype=dtype, device=positions.device) / dim)  # (dim/2,)
     return positions.to(dtype)[..., None] * inverse_frequency  # (..., T, dim/2)
 
@@ -110,7 +107,8 @@ def apply_rope(x: Tensor, positions: Tensor | None = None, base: float = 10000.0
         raise ValueError(f"apply_rope: `positions` must be a tensor whose last dim is T={T} (one position per vector), got {got}")
     if isinstance(base, bool) or not isinstance(base, (int, float)) or base <= 1:
         raise ValueError(f"apply_rope: `base` must be a number > 1, got {base!r}")
-    angle = rope_angles(positions.to(x.device), d, base)  # (..., T, d/2)
+    angle_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32  # float32 angles for half precision too
+    angle = rope_angles(positions.to(x.device), d, base, angle_dtype)  # (..., T, d/2)
     cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)  # (..., T, d/2)
     even, odd = x[..., 0::2], x[..., 1::2]  # (..., T, d/2) each: the pairs (x_2i, x_2i+1)
     rotated = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1)  # (..., T, d/2, 2)
@@ -162,10 +160,10 @@ def alibi_bias(n_head: int, length: int, causal: bool = True, device=None, dtype
     _check_positive_int("alibi_bias", "length", length)
     slopes = alibi_slopes(n_head).to(device=device, dtype=dtype or torch.float32)  # (h,)
     position = torch.arange(length, device=device)
-    distance = (position[:, None] - position[None, :]).to(slopes.dtype)  # (L, L): i - j
+    offset = position[None, :] - position[:, None]  # (L, L): j - i, integers (<= 0 at and below the diagonal)
     if not causal:
-        distance = distance.abs()  # (L, L)
-    bias = -slopes[:, None, None] * distance  # (h, L, L)
+        offset = -offset.abs()  # (L, L): -|i - j|
+    bias = slopes[:, None, None] * offset.to(slopes.dtype)  # (h, L, L): -m_h * distance
     if causal:
         future = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)  # (L, L)
         bias = bias.masked_fill(future, float("-inf"))  # (h, L, L)
