@@ -44,6 +44,7 @@ Parameter counts (``bias=True``; d = embed_dim, h = num_heads, d_h = d/h, l = ma
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -271,6 +272,8 @@ def _check_int(cls: str, name: str, value, minimum: int = 1) -> None:
 
 def _additive(mask: Tensor, name: str, cls: str, dtype: torch.dtype) -> Tensor:
     """A boolean mask (True = blocked) as 0 / -inf, a float mask as it is."""
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"{cls}: `{name}` must be a bool or float tensor or None, got {type(mask).__name__}")
     if mask.dtype == torch.bool:
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(mask, float("-inf"))
     if not mask.is_floating_point():
@@ -289,7 +292,9 @@ class _SynthesizerAttention(nn.Module):
         _check_int(cls, "max_len", max_len)
         if embed_dim % num_heads != 0:
             raise ValueError(f"{cls}: `embed_dim` ({embed_dim}) must be divisible by `num_heads` ({num_heads})")
-        if not 0.0 <= float(dropout) <= 1.0:
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
+            raise TypeError(f"{cls}: `dropout` must be a number in [0, 1], got {type(dropout).__name__} {dropout!r}")
+        if not 0.0 <= dropout <= 1.0:
             raise ValueError(f"{cls}: `dropout` must be in [0, 1], got {dropout!r}")
         self.embed_dim = embed_dim
         self.num_heads = num_heads
@@ -322,6 +327,8 @@ class _SynthesizerAttention(nn.Module):
                 raise ValueError(f"{cls}: `{name}` must be 2-D (L, E) or 3-D, got shape {tuple(t.shape)}")
             if t.shape[-1] != self.embed_dim:
                 raise ValueError(f"{cls}: `{name}` must have embed_dim={self.embed_dim} features, got shape {tuple(t.shape)}")
+            if t.dtype != self.out_proj.weight.dtype:
+                raise TypeError(f"{cls}: `{name}` must have the dtype of the layer's parameters ({self.out_proj.weight.dtype}), got {t.dtype}")
         if not query.dim() == key.dim() == value.dim():
             raise ValueError(
                 f"{cls}: `query`, `key` and `value` must all be batched (3-D) or all unbatched (2-D), got "
@@ -340,6 +347,21 @@ class _SynthesizerAttention(nn.Module):
                     f"learns one logit per position up to max_len, so build it with max_len >= {n}"
                 )
         return query.dim() == 3
+
+    def _check_padding_mask(self, key_padding_mask, query: Tensor, key: Tensor, batched: bool) -> None:
+        """``key_padding_mask`` as the user passed it: (N, S) batched, (S,) unbatched."""
+        if key_padding_mask is None:
+            return
+        cls = type(self).__name__
+        if not isinstance(key_padding_mask, Tensor):
+            raise TypeError(f"{cls}: `key_padding_mask` must be a bool or float tensor or None, got {type(key_padding_mask).__name__}")
+        if not batched:
+            expected, layout = (key.shape[0],), "(S,)"
+        else:
+            seq = 1 if self.batch_first else 0
+            expected, layout = (query.shape[1 - seq], key.shape[seq]), "(N, S)"
+        if tuple(key_padding_mask.shape) != expected:
+            raise ValueError(f"{cls}: `key_padding_mask` must have shape {layout} = {expected}, got {tuple(key_padding_mask.shape)}")
 
     def _mask(self, attn_mask, key_padding_mask, is_causal, N, L, S, dtype, device) -> Tensor | None:
         """All masks merged into one additive (N, h, L, S) or broadcastable tensor, or None."""
@@ -362,9 +384,7 @@ class _SynthesizerAttention(nn.Module):
             else:
                 raise ValueError(f"{cls}: `attn_mask` must be 2-D or 3-D, got shape {tuple(m.shape)}")
         if key_padding_mask is not None:
-            k = _additive(key_padding_mask, "key_padding_mask", cls, dtype)
-            if k.shape != (N, S):
-                raise ValueError(f"{cls}: `key_padding_mask` must have shape (N, S) = {(N, S)}, got {tuple(k.shape)}")
+            k = _additive(key_padding_mask, "key_padding_mask", cls, dtype)  # (N, S), checked in forward
             k = k[:, None, None, :]  # (N, 1, 1, S)
             total = k if total is None else total + k
         return total
@@ -404,6 +424,9 @@ class _SynthesizerAttention(nn.Module):
             L and S must be at most ``max_len``.
         """
         batched = self._check_inputs(query, key, value)
+        self._check_padding_mask(key_padding_mask, query, key, batched)
+        if not isinstance(is_causal, bool):
+            raise TypeError(f"{type(self).__name__}: `is_causal` must be a bool, got {type(is_causal).__name__} {is_causal!r}")
         if not batched:
             query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)  # (1, L, E)
             if key_padding_mask is not None:
@@ -594,7 +617,8 @@ class SynthesizerMixture(_SynthesizerAttention):
                 parts[name] = FactorizedRandomLogits(embed_dim, num_heads, max_len, k=k, **fk)
             else:
                 a_ = _default_a(max_len) if a is None else a
-                if not isinstance(a_, int) or a_ < 1 or max_len % a_ != 0:
+                _check_int("SynthesizerMixture", "a", a_)
+                if max_len % a_ != 0:
                     raise ValueError(f"SynthesizerMixture: `a` must divide max_len={max_len}, got a={a!r}")
                 parts[name] = FactorizedDenseLogits(embed_dim, num_heads, max_len, a=a_, bias=bias, **fk)
         self.components = nn.ModuleDict(parts)

@@ -32,6 +32,7 @@ cross-attention (``multihead_attn``) always stays a ``MultiheadAttention``.
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -83,10 +84,10 @@ def get_clones(module: nn.Module, n: int) -> nn.ModuleList:
     """``n`` deep copies of ``module`` in a ``ModuleList``: distinct parameters that START EQUAL.
 
     This is what ``torch.nn.TransformerEncoder``/``Decoder`` do with the layer you give them
-    (``torch.nn.modules.transformer._get_clones``).
+    (``torch.nn.modules.transformer._get_clones``). ``n = 0`` gives an empty list, as in PyTorch.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"`num_layers` must be a positive int, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"`num_layers` must be an int >= 0, got {n!r}")
     return nn.ModuleList([copy.deepcopy(module) for _ in range(n)])
 
 
@@ -128,7 +129,27 @@ def _detect_is_causal_mask(mask: Tensor | None, is_causal: bool | None, size: in
     return mask.size() == causal.size() and bool((mask == causal).all())
 
 
-def _check_input(who: str, name: str, x: Any, d_model: int) -> None:
+def _check_layer_args(who: str, d_model, nhead, dim_feedforward, dropout, layer_norm_eps) -> None:
+    """The constructor arguments, checked under the names the user passed (not ``embed_dim``/``num_heads``)."""
+    for name, value, minimum in (("d_model", d_model, 1), ("nhead", nhead, 1), ("dim_feedforward", dim_feedforward, 0)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{who}: `{name}` must be an int, got {type(value).__name__} {value!r}")
+        if value < minimum:
+            raise TransformerInputError(f"{who}: `{name}` must be >= {minimum}, got {value}")
+    if d_model % nhead != 0:
+        working = ", ".join(str(h) for h in range(1, d_model + 1) if d_model % h == 0)
+        raise TransformerInputError(
+            f"{who}: d_model={d_model} is not divisible by nhead={nhead}: each head gets d_model // nhead features. "
+            f"Values of nhead that work for d_model={d_model}: {working}."
+        )
+    for name, value in (("dropout", dropout), ("layer_norm_eps", layer_norm_eps)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{who}: `{name}` must be a number, got {type(value).__name__} {value!r}")
+    if not 0.0 <= dropout <= 1.0:
+        raise TransformerInputError(f"{who}: `dropout` must be a probability in [0, 1], got {dropout}")
+
+
+def _check_input(who: str, name: str, x: Any, d_model: int, dtype: torch.dtype | None = None) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{who}: `{name}` must be a tensor, got {type(x).__name__}")
     if x.dim() not in (2, 3):
@@ -139,6 +160,88 @@ def _check_input(who: str, name: str, x: Any, d_model: int) -> None:
         raise TransformerInputError(
             f"{who}: `{name}` must have d_model={d_model} features in its last dimension, got shape {tuple(x.shape)}"
         )
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{who}: `{name}` must have the dtype of the model's parameters ({dtype}), got {x.dtype}")
+
+
+def _param_dtype(module: nn.Module) -> torch.dtype | None:
+    first = next(module.parameters(), None)
+    return None if first is None else first.dtype
+
+
+def _batch_size(x: Tensor, batch_first: bool) -> int | None:
+    return None if x.dim() == 2 else x.size(0 if batch_first else 1)
+
+
+def _check_attn_mask(who: str, name: str, mask: Any, L: int, S: int, N: int | None, nhead: int | None) -> None:
+    """An attention mask: bool or float, shape (L, S) or (N * nhead, L, S) ((nhead, L, S) unbatched)."""
+    if mask is None:
+        return
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"{who}: `{name}` must be a bool or float tensor or None, got {type(mask).__name__}")
+    if mask.dtype != torch.bool and not mask.is_floating_point():
+        raise TypeError(
+            f"{who}: `{name}` must be bool (True = blocked) or floating point (added to the scores), got dtype {mask.dtype}; "
+            f"for a 0/1 integer mask use `{name}.bool()`"
+        )
+    allowed = [(L, S)]
+    expected = f"(L, S) = ({L}, {S})"
+    if nhead is not None:
+        stacked = nhead * (N if N is not None else 1)
+        allowed.append((stacked, L, S))
+        expected += f" or ({'N * nhead' if N is not None else 'nhead'}, L, S) = ({stacked}, {L}, {S})"
+    if tuple(mask.shape) not in allowed:
+        raise TransformerInputError(f"{who}: `{name}` must have shape {expected}, got {tuple(mask.shape)}")
+
+
+def _check_padding_mask(who: str, name: str, mask: Any, N: int | None, S: int) -> None:
+    """A key padding mask: bool or float, shape (N, S) batched, (S,) unbatched."""
+    if mask is None:
+        return
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"{who}: `{name}` must be a bool or float tensor or None, got {type(mask).__name__}")
+    if mask.dtype != torch.bool and not mask.is_floating_point():
+        raise TypeError(
+            f"{who}: `{name}` must be bool (True = padding) or floating point (added to the scores), got dtype {mask.dtype}; "
+            f"for a 0/1 integer mask use `{name}.bool()`"
+        )
+    expected = (S,) if N is None else (N, S)
+    if tuple(mask.shape) != expected:
+        layout = "(S,)" if N is None else "(N, S)"
+        raise TransformerInputError(f"{who}: `{name}` must have shape {layout} = {expected}, got {tuple(mask.shape)}")
+
+
+def _check_causal_hint(who: str, flag_name: str, flag: Any, mask_name: str, mask: Any, none_ok: bool = False) -> None:
+    """``is_causal``-like flags are bools (None = detect, where allowed) and need their mask."""
+    if not (isinstance(flag, bool) or (none_ok and flag is None)):
+        allowed = "a bool or None" if none_ok else "a bool"
+        raise TypeError(f"{who}: `{flag_name}` must be {allowed}, got {type(flag).__name__} {flag!r}")
+    if flag and mask is None:
+        raise TransformerInputError(
+            f"{who}: `{flag_name}=True` is only a hint and needs the causal mask itself in `{mask_name}` "
+            f"(e.g. generate_square_subsequent_mask(L)); got {mask_name}=None"
+        )
+
+
+def _check_layer_masks(who, x, attn_mask, padding_mask, is_causal, names, batch_first, nhead, memory=None,
+                       memory_names=None, memory_masks=(None, None, False), none_ok=False) -> None:
+    """Every mask of a layer or stack call, checked under the caller's argument names.
+
+    ``names`` = (mask, padding mask, causal flag) names for the self-attention over ``x``;
+    ``memory_names`` the same for the cross-attention from ``x`` to ``memory`` (decoders).
+    """
+    N, L = _batch_size(x, batch_first), _seq_len(x, batch_first)
+    mask_name, padding_name, flag_name = names
+    _check_attn_mask(who, mask_name, attn_mask, L, L, N, nhead)
+    _check_padding_mask(who, padding_name, padding_mask, N, L)
+    _check_causal_hint(who, flag_name, is_causal, mask_name, attn_mask, none_ok)
+    if memory is not None:
+        S = _seq_len(memory, batch_first)
+        memory_mask, memory_padding, memory_causal = memory_masks
+        mask_name, padding_name, flag_name = memory_names
+        _check_attn_mask(who, mask_name, memory_mask, L, S, N, nhead)
+        _check_padding_mask(who, padding_name, memory_padding, N, S)
+        _check_causal_hint(who, flag_name, memory_causal, mask_name, memory_mask)
 
 
 def _check_same_batch(who: str, a_name: str, a: Tensor, b_name: str, b: Tensor, batch_first: bool) -> None:
@@ -171,6 +274,20 @@ def _layer_d_model(layer: nn.Module) -> int | None:
     if hasattr(layer, "d_model"):
         return layer.d_model
     return getattr(getattr(layer, "self_attn", None), "embed_dim", None)
+
+
+def _layer_nhead(layer: nn.Module) -> int | None:
+    if hasattr(layer, "nhead"):
+        return layer.nhead
+    return getattr(getattr(layer, "self_attn", None), "num_heads", None)
+
+
+def _first_layer(who: str, layers: nn.ModuleList) -> nn.Module:
+    if len(layers) == 0:
+        raise TransformerInputError(
+            f"{who}: the stack has no layers (built with num_layers=0), so there is nothing to run; build it with num_layers >= 1"
+        )
+    return layers[0]
 
 
 def _make_self_attn(factory: AttentionFactory | None, d_model, nhead, dropout, bias, batch_first, device, dtype) -> nn.Module:
@@ -236,6 +353,7 @@ class TransformerEncoderLayer(nn.Module):
         *,
         self_attn_factory: AttentionFactory | None = None,
     ) -> None:
+        _check_layer_args("TransformerEncoderLayer", d_model, nhead, dim_feedforward, dropout, layer_norm_eps)
         factory = {"device": device, "dtype": dtype}
         super().__init__()
         # the same registration order as PyTorch, so state_dict keys come in the same order
@@ -261,7 +379,10 @@ class TransformerEncoderLayer(nn.Module):
         is_causal: bool = False,
     ) -> Tensor:
         """Run the layer. ``is_causal`` is a hint that ``src_mask`` is the causal mask (the mask is still needed)."""
-        _check_input("TransformerEncoderLayer", "src", src, self.d_model)
+        who = "TransformerEncoderLayer"
+        _check_input(who, "src", src, self.d_model, _param_dtype(self))
+        _check_layer_masks(who, src, src_mask, src_key_padding_mask, is_causal, ("src_mask", "src_key_padding_mask", "is_causal"),
+                           self.batch_first, self.nhead)
         src_key_padding_mask = _canonical_mask(src_key_padding_mask, "src_key_padding_mask", src.dtype)  # (N, S)
         src_mask = _canonical_mask(src_mask, "src_mask", src.dtype)  # (S, S) or (N*h, S, S)
         x = src  # (S, N, E) or (N, S, E)
@@ -332,6 +453,7 @@ class TransformerDecoderLayer(nn.Module):
         *,
         self_attn_factory: AttentionFactory | None = None,
     ) -> None:
+        _check_layer_args("TransformerDecoderLayer", d_model, nhead, dim_feedforward, dropout, layer_norm_eps)
         factory = {"device": device, "dtype": dtype}
         super().__init__()
         self.self_attn = _make_self_attn(self_attn_factory, d_model, nhead, dropout, bias, batch_first, device, dtype)
@@ -363,9 +485,13 @@ class TransformerDecoderLayer(nn.Module):
         memory_is_causal: bool = False,
     ) -> Tensor:
         """Run the layer. The ``*_is_causal`` flags are hints that the matching mask is causal."""
-        _check_input("TransformerDecoderLayer", "tgt", tgt, self.d_model)
-        _check_input("TransformerDecoderLayer", "memory", memory, self.d_model)
-        _check_same_batch("TransformerDecoderLayer", "tgt", tgt, "memory", memory, self.batch_first)
+        who = "TransformerDecoderLayer"
+        _check_input(who, "tgt", tgt, self.d_model, _param_dtype(self))
+        _check_input(who, "memory", memory, self.d_model, _param_dtype(self))
+        _check_same_batch(who, "tgt", tgt, "memory", memory, self.batch_first)
+        _check_layer_masks(who, tgt, tgt_mask, tgt_key_padding_mask, tgt_is_causal, ("tgt_mask", "tgt_key_padding_mask", "tgt_is_causal"),
+                           self.batch_first, self.nhead, memory, ("memory_mask", "memory_key_padding_mask", "memory_is_causal"),
+                           (memory_mask, memory_key_padding_mask, memory_is_causal))
         x = tgt  # (T, N, E) or (N, T, E)
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
@@ -464,11 +590,14 @@ class TransformerEncoder(nn.Module):
         is_causal: bool | None = None,
     ) -> Tensor:
         """Run every layer in turn. ``is_causal=None`` detects whether ``mask`` is the causal mask."""
-        first = self.layers[0]
+        who = "TransformerEncoder"
+        first = _first_layer(who, self.layers)
         batch_first = _layer_batch_first(first)
         d_model = _layer_d_model(first)
         if d_model is not None:
-            _check_input("TransformerEncoder", "src", src, d_model)
+            _check_input(who, "src", src, d_model, _param_dtype(first))
+            _check_layer_masks(who, src, mask, src_key_padding_mask, is_causal, ("mask", "src_key_padding_mask", "is_causal"),
+                               batch_first, _layer_nhead(first), none_ok=True)
         src_key_padding_mask = _canonical_mask(src_key_padding_mask, "src_key_padding_mask", src.dtype)  # (N, S)
         mask = _canonical_mask(mask, "mask", src.dtype)  # (S, S) or (N*h, S, S)
         is_causal = _detect_is_causal_mask(mask, is_causal, _seq_len(src, batch_first))
@@ -532,13 +661,19 @@ class TransformerDecoder(nn.Module):
         memory_is_causal: bool = False,
     ) -> Tensor:
         """Run every layer in turn. ``tgt_is_causal=None`` detects whether ``tgt_mask`` is the causal mask."""
-        first = self.layers[0]
+        who = "TransformerDecoder"
+        first = _first_layer(who, self.layers)
         batch_first = _layer_batch_first(first)
         d_model = _layer_d_model(first)
         if d_model is not None:
-            _check_input("TransformerDecoder", "tgt", tgt, d_model)
-            _check_input("TransformerDecoder", "memory", memory, d_model)
-        _check_same_batch("TransformerDecoder", "tgt", tgt, "memory", memory, batch_first)
+            _check_input(who, "tgt", tgt, d_model, _param_dtype(first))
+            _check_input(who, "memory", memory, d_model, _param_dtype(first))
+        _check_same_batch(who, "tgt", tgt, "memory", memory, batch_first)
+        if d_model is not None:
+            _check_layer_masks(who, tgt, tgt_mask, tgt_key_padding_mask, tgt_is_causal,
+                               ("tgt_mask", "tgt_key_padding_mask", "tgt_is_causal"), batch_first, _layer_nhead(first), memory,
+                               ("memory_mask", "memory_key_padding_mask", "memory_is_causal"),
+                               (memory_mask, memory_key_padding_mask, memory_is_causal), none_ok=True)
         tgt_is_causal = _detect_is_causal_mask(tgt_mask, tgt_is_causal, _seq_len(tgt, batch_first))
         output = tgt
         for layer in self.layers:
@@ -610,6 +745,11 @@ class Transformer(nn.Module):
         *,
         self_attn_factory: AttentionFactory | None = None,
     ) -> None:
+        if custom_encoder is None or custom_decoder is None:
+            _check_layer_args("Transformer", d_model, nhead, dim_feedforward, dropout, layer_norm_eps)
+        for name, value in (("num_encoder_layers", num_encoder_layers), ("num_decoder_layers", num_decoder_layers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"Transformer: `{name}` must be an int >= 0, got {value!r}")
         factory = {"device": device, "dtype": dtype}
         super().__init__()
         layer_args = (d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, batch_first, norm_first, bias)
@@ -649,9 +789,22 @@ class Transformer(nn.Module):
         Masks: bool True = blocked (the opposite of ``F.scaled_dot_product_attention``), float masks
         are added to the scores. ``src_is_causal``/``tgt_is_causal`` = None detect a causal mask.
         """
-        _check_input("Transformer", "src", src, self.d_model)
-        _check_input("Transformer", "tgt", tgt, self.d_model)
-        _check_same_batch("Transformer", "src", src, "tgt", tgt, self.batch_first)
+        who = "Transformer"
+        _check_input(who, "src", src, self.d_model, _param_dtype(self))
+        _check_input(who, "tgt", tgt, self.d_model, _param_dtype(self))
+        _check_same_batch(who, "src", src, "tgt", tgt, self.batch_first)
+        for name, stack in (("num_encoder_layers", self.encoder), ("num_decoder_layers", self.decoder)):
+            if isinstance(stack, (TransformerEncoder, TransformerDecoder)) and len(stack.layers) == 0:
+                raise TransformerInputError(
+                    f"{who}: built with {name}=0, so there is no layer to run (PyTorch accepts it too, then fails here); use {name} >= 1"
+                )
+        _check_layer_masks(who, src, src_mask, src_key_padding_mask, src_is_causal, ("src_mask", "src_key_padding_mask", "src_is_causal"),
+                           self.batch_first, self.nhead, none_ok=True)
+        _check_layer_masks(who, tgt, tgt_mask, tgt_key_padding_mask, tgt_is_causal, ("tgt_mask", "tgt_key_padding_mask", "tgt_is_causal"),
+                           self.batch_first, self.nhead, src, ("memory_mask", "memory_key_padding_mask", "memory_is_causal"),
+                           (memory_mask, None, memory_is_causal), none_ok=True)
+        _check_padding_mask(who, "memory_key_padding_mask", memory_key_padding_mask, _batch_size(tgt, self.batch_first),
+                            _seq_len(src, self.batch_first))
         memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask, is_causal=src_is_causal)
         return self.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
                             tgt_key_padding_mask=tgt_key_padding_mask, memory_key_padding_mask=memory_key_padding_mask,

@@ -411,7 +411,11 @@ def test_bad_masks_and_layers():
     with pytest.raises(TypeError, match="src_key_padding_mask"):
         cu.TransformerEncoderLayer(E, H)(torch.randn(S, N, E), src_key_padding_mask=torch.zeros(N, S, dtype=torch.long))
     with pytest.raises(ValueError, match="num_layers"):
-        cu.TransformerEncoder(cu.TransformerEncoderLayer(E, H), 0)
+        cu.TransformerEncoder(cu.TransformerEncoderLayer(E, H), -1)
+    empty = cu.TransformerEncoder(cu.TransformerEncoderLayer(E, H), 0)  # PyTorch builds it too...
+    assert len(empty.layers) == 0
+    with pytest.raises(ValueError, match="num_layers=0"):  # ...and fails when it runs
+        empty(torch.randn(S, N, E))
 
 
 # ---------------------------------------------------------------------------- attention maps
