@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 TORCH_INDEX ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help install lab test execute student lint bench clean test-browser html
+.PHONY: help install lab test execute student lint bench clean test-browser html hub test-hub
 
 help:
 	@echo "make lab      start JupyterLab on notebooks/ (http://127.0.0.1:8888, token login)"
@@ -20,6 +20,8 @@ help:
 	@echo "make student  write the student edition to build/student/"
 	@echo "make html     offline HTML handouts, both editions, in build/html/ (open index.html)"
 	@echo "make test-browser  every notebook run in JupyterLab in headless Chromium (apt-get install chromium)"
+	@echo "make hub      a workshop's JupyterHub on this machine (http://127.0.0.1:8000; prints how to log in)"
+	@echo "make test-hub the hub end to end: learners, their kernels, the progress board, load (needs npm)"
 	@echo "make bench    time the course modules against PyTorch's own"
 	@echo "make lint     ruff over course_utils, tests and notebooks"
 	@echo "make clean    remove build/ and caches (keeps .venv)"
@@ -33,6 +35,14 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# The workshop's hub (workshop/): JupyterHub and its npm proxy, on top of the course environment.
+WORKSHOP_STAMP := $(VENV)/.workshop-installed
+$(WORKSHOP_STAMP): $(STAMP) workshop/requirements.txt workshop/package-lock.json
+	$(PY) -m pip install --quiet -r workshop/requirements.txt
+	@command -v npm >/dev/null || { echo "the hub's proxy needs Node.js and npm: apt-get install nodejs npm"; exit 1; }
+	cd workshop && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(WORKSHOP_STAMP)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks $(ROOT_FLAG)
@@ -51,6 +61,12 @@ html: $(STAMP)
 
 test-browser: $(STAMP)
 	$(PY) -m pytest tests/browser --durations=10
+
+hub: $(WORKSHOP_STAMP) student
+	$(PY) workshop/hub.py
+
+test-hub: $(WORKSHOP_STAMP)
+	$(PY) -m pytest tests/hub --durations=10
 
 bench: $(STAMP)
 	$(PY) -m course_utils.bench

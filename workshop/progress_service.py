@@ -190,8 +190,10 @@ class HubUserHandler(HubOAuthenticated, web.RequestHandler):
         return user
 
     def write_error(self, status_code, **kwargs):
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        message = error.log_message if isinstance(error, web.HTTPError) and error.log_message else self._reason
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"status": status_code, "message": self._reason}))
+        self.finish(json.dumps({"status": status_code, "message": message}))
 
 
 class AttemptsHandler(HubUserHandler):

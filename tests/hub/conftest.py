@@ -251,9 +251,20 @@ def hub(tmp_path_factory, student_edition) -> Hub:
     try:
         wait_for(lambda: running.api("GET", "").status_code == 200 and process.poll() is None, 120, "the hub's REST API")
         wait_for(running.progress_pid, 60, "the progress service")
+        running.add_users(["instructor"], admin=True)
         yield running
     finally:
         _stop(process)
         log.close()
         if process.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
             print((state / "hub.log").read_text()[-5000:])
+
+
+LEARNERS = [f"learner{i}" for i in range(8)]
+
+
+@pytest.fixture(scope="session")
+def room(hub) -> dict[str, float]:
+    """Eight learners created through the REST API, their servers started at once; each one's spawn seconds."""
+    hub.add_users(LEARNERS)
+    return hub.spawn(LEARNERS, timeout=300)

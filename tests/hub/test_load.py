@@ -37,6 +37,7 @@ def test_no_attempt_is_lost_or_duplicated_across_a_service_restart(hub, tmp_path
     threads = [threading.Thread(target=learner, args=(name,), daemon=True) for name in LEARNERS]
     for thread in threads:
         thread.start()
+    start = time.monotonic()
     made.wait(timeout=120)
     old_pid = hub.progress_pid()
     os.kill(old_pid, signal.SIGKILL)  # no goodbye: the hub notices on its next poll and starts it again
@@ -50,6 +51,8 @@ def test_no_attempt_is_lost_or_duplicated_across_a_service_restart(hub, tmp_path
         return all(not outbox.pending() for outbox in outboxes.values())
 
     wait_for(all_sent, 120, "every learner's pending attempts to be sent", every=1.0)
+    print(f"\nload: {len(LEARNERS)} learners sent {len(LEARNERS) * PER_LEARNER} attempts in {time.monotonic() - start:.0f} s, "
+          f"the service killed half-way and restarted by the hub")
     board = hub.board().json()
     ids = {name: {a["id"] for a in read_attempts(outboxes[name].path)} for name in LEARNERS}
     assert sum(len(v) for v in ids.values()) == len(LEARNERS) * PER_LEARNER
