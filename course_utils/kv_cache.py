@@ -5,6 +5,7 @@ every earlier token, although they never change (the mask stops earlier tokens f
 ones). :class:`KVCache` keeps them, per layer, so that a step computes only the new token's
 query, key and value. :func:`repeat_kv` lets ``n_kv_head`` cached key/value heads serve
 ``n_head`` query heads (multi-query attention when ``n_kv_head == 1``, grouped-query otherwise).
+:func:`kv_cache_bytes` is the cache's size: what grouped-query attention divides.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["KVCache", "repeat_kv"]
+__all__ = ["KVCache", "kv_cache_bytes", "repeat_kv"]
 
 
 class KVCache:
@@ -68,3 +69,31 @@ def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
     if n_rep == 1:
         return x
     return x.repeat_interleave(n_rep, dim=1)  # (B, H_kv * n_rep, T, D)
+
+
+def kv_cache_bytes(n_layer: int, n_kv_head: int, head_dim: int, seq_len: int, batch: int = 1,
+                   dtype: torch.dtype = torch.float32) -> int:
+    """Bytes of a full KV cache: ``n_layer x 2 x n_kv_head x head_dim x seq_len x batch x element size``.
+
+    Every layer keeps one key and one value vector of ``head_dim`` numbers per key/value head,
+    per position and per sequence (the 2 counts keys and values).
+
+    Args:
+        n_layer: attention layers.
+        n_kv_head: key/value heads per layer (``n_head`` without grouping, 1 for multi-query).
+        head_dim: numbers per head (``n_embd // n_head``).
+        seq_len: cached positions per sequence.
+        batch: sequences.
+        dtype: the cache's dtype (float32: 4 bytes, bfloat16/float16: 2).
+
+    Example:
+        >>> kv_cache_bytes(n_layer=12, n_kv_head=12, head_dim=64, seq_len=1024)  # GPT-2 small, float32
+        75497472
+    """
+    for name, value in (("n_layer", n_layer), ("n_kv_head", n_kv_head), ("head_dim", head_dim), ("seq_len", seq_len), ("batch", batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"kv_cache_bytes: `{name}` must be an int >= 0, got {value!r}")
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"kv_cache_bytes: `dtype` must be a torch.dtype, got {dtype!r}")
+    element_size = torch.empty((), dtype=dtype).element_size()
+    return n_layer * 2 * n_kv_head * head_dim * seq_len * batch * element_size
