@@ -33,6 +33,7 @@ from torch.utils._pytree import tree_leaves
 
 from .bench import time_side_by_side
 from .synthesizer import SYNTHESIZER_KINDS, make_synthesizer
+from .training import progress_bar
 
 __all__ = [
     "TensorMemoryTracker",
@@ -45,6 +46,7 @@ __all__ = [
     "plot_scaling",
     "ratio_rows",
     "fit_exponent",
+    "robust_exponent",
 ]
 
 
@@ -257,19 +259,35 @@ def measure_scaling(
     num_heads: int = 4,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
-    warmup: int = 1,
-    repeats: int = 3,
+    warmup: int = 2,
+    repeats: int = 5,
     seed: int = 0,
+    progress: bool = False,
 ) -> ScalingResult:
     """Time and peak memory of every candidate at every sequence length.
 
-    For each length: a seeded input x (batch, L, embed_dim); the median time of ``repeats``
-    interleaved rounds (:func:`course_utils.bench.time_side_by_side`); then one call per
-    candidate under :func:`peak_memory`.
+    For each length: a seeded input x (batch, L, embed_dim); ``warmup`` untimed rounds, then the
+    median time of ``repeats`` interleaved rounds (:func:`course_utils.bench.time_side_by_side`),
+    so that a busy machine slows every candidate alike and one disturbed round does not move the
+    median; then one call per candidate under :func:`peak_memory`.
+
+    Args:
+        candidates: name -> function of x (N, L, E), e.g. from :func:`attention_candidates`.
+        lengths: the sequence lengths L to measure.
+        batch, embed_dim: the shape of x.
+        num_heads: recorded in the result (for the analytic weight size of the plots).
+        device, dtype: where and how x is made.
+        warmup: untimed rounds per length.
+        repeats: timed rounds per length (the median is reported).
+        seed: x is drawn with seed ``seed + L``.
+        progress: show a progress bar over the lengths.
+
+    Returns:
+        :class:`ScalingResult`.
     """
     device = torch.device(device)
     result = ScalingResult(list(lengths), {n: [] for n in candidates}, {n: [] for n in candidates}, str(device), batch, embed_dim, num_heads)
-    for L in lengths:
+    for L in progress_bar(lengths, desc="lengths", disable=not progress):
         g = torch.Generator().manual_seed(seed + L)
         x = torch.randn(batch, L, embed_dim, generator=g, dtype=dtype).to(device)  # (N, L, E)
         calls = {name: (lambda fn=fn, x=x: fn(x)) for name, fn in candidates.items()}
@@ -281,11 +299,36 @@ def measure_scaling(
 
 
 def fit_exponent(lengths: Sequence[int], values: Sequence[float]) -> float:
-    """Slope of log(value) against log(length): ~1 for linear growth, ~2 for quadratic."""
+    """Least-squares slope of log(value) against log(length): ~1 for linear growth, ~2 for quadratic.
+
+    Every point pulls on a least-squares line, so one disturbed measurement can tilt it; see
+    :func:`robust_exponent` for noisy timings.
+    """
     xs = [math.log(v) for v in lengths]
     ys = [math.log(max(v, 1e-30)) for v in values]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     return sum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sum((a - mx) ** 2 for a in xs)
+
+
+def robust_exponent(lengths: Sequence[int], values: Sequence[float]) -> float:
+    """Median of the log-log slopes between every pair of points (the Theil-Sen estimator).
+
+    If value = c * L**p exactly, every pairwise slope is p. With one disturbed measurement
+    among n points, only the n - 1 slopes through it are wrong, and the median of all
+    n (n - 1) / 2 slopes ignores them (for n >= 4): a robust growth exponent for timings
+    taken on a busy machine.
+
+    Args:
+        lengths: at least two distinct positive lengths.
+        values: one positive measurement per length.
+    """
+    if len(lengths) != len(values) or len(set(lengths)) < 2:
+        raise ValueError(f"robust_exponent: needs at least two distinct lengths and one value per length, "
+                         f"got {len(lengths)} lengths and {len(values)} values")
+    points = [(math.log(L), math.log(max(v, 1e-30))) for L, v in zip(lengths, values)]
+    slopes = sorted((y2 - y1) / (x2 - x1) for i, (x1, y1) in enumerate(points) for x2, y2 in points[i + 1 :] if x2 != x1)
+    middle = len(slopes) // 2
+    return slopes[middle] if len(slopes) % 2 else (slopes[middle - 1] + slopes[middle]) / 2
 
 
 def ratio_rows(result: ScalingResult, baseline: str = "nn.MultiheadAttention", length: int | None = None) -> list[tuple[str, ...]]:
@@ -299,13 +342,28 @@ def ratio_rows(result: ScalingResult, baseline: str = "nn.MultiheadAttention", l
     return rows
 
 
+# Ten tab10 colours, then six more that differ from all of them (and from the black reference line).
+_LINE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+                 "navy", "gold", "lime", "magenta", "teal", "saddlebrown")
+
+
+def line_colours(n: int) -> list[str]:
+    """``n`` different colours for ``n`` lines (at most 16), none of them black."""
+    if n > len(_LINE_COLOURS):
+        raise ValueError(f"line_colours: at most {len(_LINE_COLOURS)} distinct colours, asked for {n}")
+    return list(_LINE_COLOURS[:n])
+
+
 def plot_scaling(result: ScalingResult, title: str | None = None, reference_bytes: bool = True):
     """Two log-log panels: time and peak memory against sequence length, one line per candidate.
 
     Args:
         result: from :func:`measure_scaling`.
         title: figure title.
-        reference_bytes: also draw the analytic size of one (N, h, L, L) float32 weight tensor.
+        reference_bytes: also draw the analytic size of one (N, h, L, L) float32 weight tensor
+            (black, dotted).
+
+    Every candidate gets its own colour and marker, the same in both panels.
 
     Returns:
         matplotlib Figure.
@@ -313,13 +371,16 @@ def plot_scaling(result: ScalingResult, title: str | None = None, reference_byte
     import matplotlib.pyplot as plt
 
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.6))
-    styles = ["-o", "-s", "-^", "-v", "-D", "-x", "-+", "--o", "--s", "--^", "--v", "--D"]
-    for k, name in enumerate(result.seconds):
-        ax_t.loglog(result.lengths, [t * 1e3 for t in result.seconds[name]], styles[k % len(styles)], label=name, ms=4)
-        ax_m.loglog(result.lengths, [max(m, 1) / 2**20 for m in result.peak_bytes[name]], styles[k % len(styles)], label=name, ms=4)
+    names = list(result.seconds)
+    colours = line_colours(len(names))
+    markers = "osv^D<>pPX*hH8d"
+    for k, name in enumerate(names):
+        style = {"color": colours[k], "marker": markers[k % len(markers)], "ms": 4, "label": name}
+        ax_t.loglog(result.lengths, [t * 1e3 for t in result.seconds[name]], **style)
+        ax_m.loglog(result.lengths, [max(m, 1) / 2**20 for m in result.peak_bytes[name]], **style)
     if reference_bytes:
         weights = [attention_weight_bytes(result.batch, result.num_heads, L) / 2**20 for L in result.lengths]
-        ax_m.loglog(result.lengths, weights, "k:", lw=2, label="one (N, h, L, L) weight tensor")
+        ax_m.loglog(result.lengths, weights, color="black", linestyle=":", lw=2, label="one (N, h, L, L) weight tensor")
     ax_t.set(xlabel="sequence length L", ylabel="milliseconds per forward pass", title="time")
     ax_m.set(xlabel="sequence length L", ylabel="peak MiB allocated by the call", title="peak memory")
     for ax in (ax_t, ax_m):

@@ -13,8 +13,10 @@ from course_utils.scaling import (
     measure_scaling,
     naive_attention,
     peak_memory,
+    line_colours,
     plot_scaling,
     ratio_rows,
+    robust_exponent,
 )
 
 
@@ -63,6 +65,33 @@ def test_fit_exponent():
     assert fit_exponent([1, 2, 4], [5, 10, 20]) == pytest.approx(1.0)
 
 
+def test_robust_exponent_is_exact_on_a_power_law_and_ignores_one_outlier():
+    lengths = [64, 128, 256, 512, 1024]
+    quadratic = [3.0 * L**2 for L in lengths]
+    assert robust_exponent(lengths, quadratic) == pytest.approx(2.0)
+    assert robust_exponent([10, 20], [5.0, 10.0]) == pytest.approx(1.0)
+    for bad in range(len(lengths)):
+        disturbed = list(quadratic)
+        disturbed[bad] *= 10  # one measurement ten times too slow
+        assert robust_exponent(lengths, disturbed) == pytest.approx(2.0)
+        if bad != len(lengths) // 2:  # least squares is tilted by any point but the middle one
+            assert abs(fit_exponent(lengths, disturbed) - 2.0) > 0.1
+
+
+def test_robust_exponent_rejects_too_few_points():
+    with pytest.raises(ValueError, match="at least two distinct lengths"):
+        robust_exponent([8], [1.0])
+    with pytest.raises(ValueError, match="one value per length"):
+        robust_exponent([8, 16], [1.0])
+
+
+def test_line_colours_are_all_different_and_never_black():
+    colours = line_colours(16)
+    assert len(set(colours)) == 16 and "black" not in colours
+    with pytest.raises(ValueError, match="at most 16"):
+        line_colours(17)
+
+
 def test_measure_scaling_runs_every_candidate_and_reports_ratios():
     candidates = attention_candidates(16, 2, 32, synthesizers=("dense", "random"))
     assert {"naive attention", "F.scaled_dot_product_attention", "nn.MultiheadAttention", "dense", "random"} <= set(candidates)
@@ -80,6 +109,18 @@ def test_measure_scaling_runs_every_candidate_and_reports_ratios():
     assert dict((r[0], r[2]) for r in rows)["nn.MultiheadAttention"] == "1.00x"
     fig = plot_scaling(result)
     assert len(fig.axes) == 2
+    for ax in fig.axes:  # one colour per candidate, the same in both panels
+        colours = [line.get_color() for line in ax.get_lines() if line.get_label() in candidates]
+        assert len(colours) == len(candidates) == len(set(colours))
+    assert [line.get_color() for line in fig.axes[0].get_lines()] == [line.get_color() for line in fig.axes[1].get_lines()][: len(candidates)]
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_measure_scaling_shows_a_progress_bar_when_asked(capsys):
+    candidates = attention_candidates(8, 2, 16, synthesizers=(), include_course_mha=False, include_mha_weights=False)
+    measure_scaling(candidates, [8, 16], batch=1, embed_dim=8, num_heads=2, warmup=0, repeats=1, progress=True)
+    assert "lengths: 100%" in capsys.readouterr().out
+    measure_scaling(candidates, [8, 16], batch=1, embed_dim=8, num_heads=2, warmup=0, repeats=1)
+    assert capsys.readouterr().out == ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..scaling import attention_candidates, attention_weight_bytes, fit_exponent, measure_scaling, ratio_rows
+from ..scaling import attention_candidates, attention_weight_bytes, measure_scaling, ratio_rows, robust_exponent
 from . import print_table
 
 BASELINE = "nn.MultiheadAttention"
@@ -29,10 +29,10 @@ def run(device: torch.device) -> None:
     header = ("layer", *(f"L={L}" for L in lengths), "time slope", "memory slope")
     rows = [
         (name, *(f"{t * 1e3:.2f} ms" for t in result.seconds[name]),
-         f"{fit_exponent(lengths, result.seconds[name]):.2f}", f"{fit_exponent(lengths, result.peak_bytes[name]):.2f}")
+         f"{robust_exponent(lengths, result.seconds[name]):.2f}", f"{robust_exponent(lengths, result.peak_bytes[name]):.2f}")
         for name in result.seconds
     ]
-    print_table("median time per forward pass (slopes: log-log fit, 1 = linear, 2 = quadratic)", rows, header)
+    print_table("median time per forward pass (slopes: median of pairwise log-log slopes, 1 = linear, 2 = quadratic)", rows, header)
     L = lengths[-1]
     print(f"\none (N, h, L, L) float32 weight tensor at L={L}: {attention_weight_bytes(batch, num_heads, L) / 2**20:.1f} MiB")
     print_table(

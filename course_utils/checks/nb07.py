@@ -14,7 +14,7 @@ from .core import Case, Exercise, Mistake, register
 
 def _bytes_cases():
     return [
-        Case("N=2, h=4, L=S=128, float32", (2, 4, 128)),
+        Case("N=2, h=3, L=S=128, float32", (2, 3, 128)),
         Case("N=3, h=2, L=10, S=20, float32", (3, 2, 10, 20)),
         Case("N=1, h=8, L=S=64, float16", (1, 8, 64), {"dtype": torch.float16}),
         Case("N=5, h=1, L=7, S=3, float64", (5, 1, 7, 3), {"dtype": torch.float64}),
@@ -40,6 +40,9 @@ register(
                     lambda N, h, L, S=None, dtype=torch.float32: N * L * (L if S is None else S) * _size(dtype)),
             Mistake("no batch", "you forgot the batch: every sequence has its own weights",
                     lambda N, h, L, S=None, dtype=torch.float32: h * L * (L if S is None else S) * _size(dtype)),
+            Mistake("no bytes", "you returned the number of elements N * h * L * S; multiply by the bytes of one number "
+                    "(torch.empty((), dtype=dtype).element_size())",
+                    lambda N, h, L, S=None, dtype=torch.float32: N * h * L * (L if S is None else S)),
         ],
         minutes=4,
         difficulty=1,
@@ -112,19 +115,28 @@ def _chunk_cases():
         return (torch.randn(N, h, L, d, generator=g), torch.randn(N, h, S, d, generator=g), torch.randn(N, h, S, d, generator=g))
 
     return [
-        Case("N=2, h=2, L=S=64, chunks of 16", (*qkv(2, 2, 64, 64, 8), 16)),
-        Case("N=1, h=3, L=50, S=40, chunks of 16 (the last chunk is shorter)", (*qkv(1, 3, 50, 40, 4), 16)),
-        Case("N=2, h=1, L=S=32, one chunk of 32", (*qkv(2, 1, 32, 32, 8), 32)),
+        Case("q (2, 2, 64, 4), k and v (2, 2, 64, 4), chunk_size=8", (*qkv(2, 2, 64, 64, 4), 8)),
+        Case("q (1, 3, 100, 4), k and v (1, 3, 80, 4), chunk_size=12 (the last chunk has 4 queries)", (*qkv(1, 3, 100, 80, 4), 12)),
+        Case("q (2, 1, 32, 8), k and v (2, 1, 32, 8), chunk_size=48 (one chunk holds every query)", (*qkv(2, 1, 32, 32, 8), 48)),
     ]
 
 
+MEMORY_KEY = "peak memory below one whole (N, h, L, S) score matrix"
+
+
 def _observe_chunked(fn, case):
+    """The output, and whether the peak bytes stayed below one whole score matrix (when there are several chunks).
+
+    The query-chunked reference peaks near three (N, h, chunk_size, S) blocks plus the output,
+    well under the whole matrix on these cases; so does any solution that keeps only the
+    current block's scores alive.
+    """
     q, k, v, chunk = case.args
     with torch.no_grad(), TensorMemoryTracker() as tracker:
         out = fn(q, k, v, chunk)
     full = attention_weight_bytes(q.shape[0], q.shape[1], q.shape[2], k.shape[2], dtype=q.dtype)
-    chunked = q.shape[2] > chunk
-    return {"output": out, "never held the whole (L, S) score matrix": (tracker.peak < full) if chunked else True}
+    several_chunks = q.shape[2] > chunk
+    return {"output": out, MEMORY_KEY: (tracker.peak < full) if several_chunks else True}
 
 
 def _naive(q, k, v, chunk_size):
@@ -167,8 +179,9 @@ register(
         cases=_chunk_cases,
         observe=_observe_chunked,
         mistakes=[
-            Mistake("no chunks", "the output is right but you built the whole (L, S) score matrix at once; loop over blocks of chunk_size queries",
-                    _naive),
+            Mistake("no chunks", "the output is right, but at its peak your code held at least as many bytes as one whole "
+                    "(N, h, L, S) score matrix; compute the scores of chunk_size queries at a time, so that only a "
+                    "(N, h, chunk_size, S) block exists at once", _naive),
             Mistake("key chunks", "you split the KEYS into chunks and soft-maxed each chunk separately: each query's weights must be "
                     "normalised over ALL keys at once (splitting the queries is exact)", _key_chunks),
             Mistake("dropped the remainder", "the last, shorter chunk is missing: range(0, L, chunk_size) covers every query",
