@@ -5,6 +5,7 @@
 #   WORKSHOP_ADMIN_PASSWORD  the instructors' password (32+ characters); instructors see the progress board
 #   WORKSHOP_ADMINS          instructor user names, comma-separated (default: instructor)
 #   WORKSHOP_LEARNERS        learner user names, comma-separated; unset: anyone with the password picks a name
+#   WORKSHOP_PASSWORDS_FILE  'name password' lines: each listed learner logs in with their own password only
 #   WORKSHOP_IP, WORKSHOP_PORT   where the hub listens (default 127.0.0.1:8000: this machine only)
 #   WORKSHOP_CULL_TIMEOUT    seconds of inactivity before a learner's server is stopped (default 3600)
 #   WORKSHOP_STATE           the hub's files: database, homes, course repository (default build/workshop/)
@@ -50,12 +51,19 @@ c.SharedPasswordAuthenticator.user_password = os.environ.get("WORKSHOP_PASSWORD"
 c.SharedPasswordAuthenticator.admin_password = os.environ.get("WORKSHOP_ADMIN_PASSWORD") or None
 c.Authenticator.admin_users = {name.strip() for name in os.environ.get("WORKSHOP_ADMINS", "instructor").split(",") if name.strip()}
 learners = {name.strip() for name in os.environ.get("WORKSHOP_LEARNERS", "").split(",") if name.strip()}
+if os.environ.get("WORKSHOP_PASSWORDS_FILE"):  # a password of their own for each listed learner
+    sys.path.insert(0, str(WORKSHOP))
+    from learner_passwords import LearnerPasswordAuthenticator, read_passwords
+
+    c.JupyterHub.authenticator_class = LearnerPasswordAuthenticator
+    c.LearnerPasswordAuthenticator.passwords_file = os.environ["WORKSHOP_PASSWORDS_FILE"]
+    learners |= set(read_passwords(os.environ["WORKSHOP_PASSWORDS_FILE"]))
 if learners:
     c.Authenticator.allowed_users = learners
 else:
     c.Authenticator.allow_all = True
 c.Authenticator.username_pattern = r"^[a-z0-9][a-z0-9_.-]{0,31}$"  # names become folder names
-if not c.SharedPasswordAuthenticator.user_password:
+if not (c.SharedPasswordAuthenticator.user_password or os.environ.get("WORKSHOP_PASSWORDS_FILE")):
     sys.exit("WORKSHOP_PASSWORD is not set: the hub never runs without a password (make hub sets one for a try-out).")
 
 # --- each learner's server: JupyterLab, the course environment, their own copy of the course -
