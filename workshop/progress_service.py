@@ -36,8 +36,8 @@ metadata = sa.MetaData()
 attempts_table = sa.Table(
     "attempts",
     metadata,
-    sa.Column("user", sa.String(255), primary_key=True),
-    sa.Column("id", sa.String(64), primary_key=True),  # made by the learner's kernel: (user, id) is stored once
+    sa.Column("learner", sa.String(255), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),  # made by the learner's kernel: (learner, id) is stored once
     sa.Column("exercise_id", sa.String(64), nullable=False, index=True),
     sa.Column("passed", sa.Boolean, nullable=False),
     sa.Column("attempted", sa.Boolean, nullable=False),
@@ -53,7 +53,7 @@ attempts_table = sa.Table(
 
 
 class Store:
-    """Attempts in a SQL database; adding is idempotent per (user, attempt id)."""
+    """Attempts in a SQL database; adding is idempotent per (learner, attempt id)."""
 
     def __init__(self, url: str):
         self.engine = sa.create_engine(url, future=True)
@@ -66,7 +66,7 @@ class Store:
         if not attempts:
             return 0
         received = datetime.now(timezone.utc).replace(tzinfo=None)
-        rows = [{**attempt, "user": user, "received": received} for attempt in attempts]
+        rows = [{**attempt, "learner": user, "received": received} for attempt in attempts]
         insert = _insert_ignoring_duplicates(self.engine.dialect.name)
         with self.engine.begin() as connection:
             return connection.execute(insert, rows).rowcount
@@ -80,12 +80,12 @@ class Store:
         t = attempts_table
         failed = sa.and_(t.c.attempted, sa.not_(t.c.passed))
         per_cell = sa.select(
-            t.c.user,
+            t.c.learner,
             t.c.exercise_id,
             sa.func.sum(sa.case((t.c.attempted, 1), else_=0)).label("attempts"),
             sa.func.sum(sa.case((failed, 1), else_=0)).label("failed"),
             sa.func.sum(sa.case((t.c.passed, 1), else_=0)).label("passed"),
-        ).group_by(t.c.user, t.c.exercise_id)
+        ).group_by(t.c.learner, t.c.exercise_id)
         mistakes = (
             sa.select(t.c.exercise_id, t.c.mistake, sa.func.count().label("n"))
             .where(failed, t.c.mistake.is_not(None))
@@ -131,7 +131,7 @@ def _insert_ignoring_duplicates(dialect: str):
         from sqlalchemy.dialects.postgresql import insert
     else:
         raise ValueError(f"PROGRESS_DB_URL: expected a sqlite:// or postgresql:// URL, got the {dialect!r} dialect")
-    return insert(attempts_table).on_conflict_do_nothing(index_elements=["user", "id"])
+    return insert(attempts_table).on_conflict_do_nothing(index_elements=["learner", "id"])
 
 
 def validate_attempts(body: object) -> list[dict]:

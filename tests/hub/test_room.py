@@ -117,6 +117,9 @@ print(course_utils.progress())
     assert page.status_code == 200 and "Progress board" in page.text
     assert all(learner in page.text for learner in cells) and "learner7" not in page.text
     assert 'data-status="stuck"' in page.text and top[A]["name"] in page.text
+    assert "setInterval" in page.text  # the page fetches its table again every few seconds
+    fragment = hub.get("services/progress/?fragment=1", hub.tokens["instructor"])
+    assert fragment.status_code == 200 and fragment.text.startswith("<p>") and "<html" not in fragment.text
 
 
 def test_a_learner_sees_only_their_own(hub, room):
