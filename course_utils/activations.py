@@ -98,6 +98,18 @@ def _real_input(fn: str, input) -> torch.Tensor:
     return _compute_dtype(input)
 
 
+def _as_integers(fn: str, input: torch.Tensor, **parameters) -> list[int]:
+    """The parameters of an integer ``input``, truncated to integers as PyTorch does; they must fit its dtype."""
+    info = torch.iinfo(input.dtype)
+    values = []
+    for arg, value in parameters.items():
+        value = int(value)
+        if not info.min <= value <= info.max:
+            raise ValueError(f"{fn}: `{arg}`={value} does not fit the dtype of `input` ({input.dtype}: {info.min}..{info.max})")
+        values.append(value)
+    return values
+
+
 def _promoted_input(fn: str, input, bool_ok: bool = True) -> torch.Tensor:
     """Integers (and bool, where PyTorch takes it) become the default float dtype, as in ``torch.sigmoid``."""
     _check_tensor(fn, input)
@@ -155,7 +167,7 @@ def threshold(input: torch.Tensor, threshold: float, value: float, inplace: bool
     _check_number("threshold", "threshold", threshold)
     _check_number("threshold", "value", value)
     if not x.is_floating_point():  # integer input: the parameters are truncated to integers, as in PyTorch
-        threshold, value = int(threshold), int(value)
+        threshold, value = _as_integers("threshold", input, threshold=threshold, value=value)
     return _finish(input, torch.where(x <= threshold, value, x), inplace)
 
 
@@ -224,9 +236,9 @@ def hardtanh(input: torch.Tensor, min_val: float = -1.0, max_val: float = 1.0, i
     if min_val > max_val:
         raise ValueError(f"hardtanh: `min_val` must not be greater than `max_val`, got min_val={min_val} and max_val={max_val}")
     if not x.is_floating_point():  # integer input: the limits are truncated to integers, as in PyTorch
-        min_val, max_val = int(min_val), int(max_val)
         if input.dtype == torch.uint8 and min(min_val, max_val) < 0:
             raise ValueError(f"hardtanh: an unsigned (uint8) `input` needs limits >= 0, got min_val={min_val} and max_val={max_val}")
+        min_val, max_val = _as_integers("hardtanh", input, min_val=min_val, max_val=max_val)
     clipped = torch.where(x <= min_val, min_val, torch.where(x >= max_val, max_val, x))
     return _finish(input, clipped, inplace)
 
@@ -254,9 +266,9 @@ def prelu(input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     x = _float_input("prelu", input)
     _check_tensor("prelu", weight, "weight")
     if weight.dtype != input.dtype:
-        raise TypeError(f"prelu: `weight` must have the dtype of `input` ({input.dtype}), got dtype {weight.dtype}")
+        raise TypeError(f"prelu: `weight` must have the dtype of the input ({input.dtype}), got dtype {weight.dtype}")
     if weight.device != input.device:
-        raise ValueError(f"prelu: `weight` must be on the device of `input` ({input.device}), got {weight.device}")
+        raise ValueError(f"prelu: `weight` must be on the device of the input ({input.device}), got {weight.device}")
     if weight.dim() > 1:
         raise ValueError(f"prelu: `weight` must be 0-D or 1-D, got shape {tuple(weight.shape)}")
     channels = input.size(1) if input.dim() >= 2 else 1
@@ -367,7 +379,8 @@ def softsign(input: torch.Tensor) -> torch.Tensor:
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    x = _promoted_input("softsign", input, bool_ok=False)
+    _promoted_input("softsign", input, bool_ok=False)
+    x = _compute_dtype(input)  # integers stay integers up to the division, as in PyTorch (uint8: 255 + 1 wraps to 0)
     return _promoted_result(input, x / (1 + x.abs()))
 
 

@@ -79,7 +79,7 @@ class MultiheadAttention(nn.Module):
         - output: like query, with width E
         - weights: (N, L, S) averaged over heads, or (N, num_heads, L, S); no N when unbatched
 
-    Differences from PyTorch (both are places where PyTorch 2.13 disagrees with itself):
+    Differences from PyTorch (1 and 2 are places where PyTorch 2.13 disagrees with itself):
         1. ``is_causal=True`` with ``add_bias_kv`` or ``add_zero_attn`` (``need_weights=False``, no
            padding mask): PyTorch drops ``attn_mask`` and asks SDPA for a top-left causal mask on an
            L x (L+1) problem, which also hides the appended bias/zero slot; with ``need_weights=True``
@@ -89,6 +89,12 @@ class MultiheadAttention(nn.Module):
            give NaN, its SDPA path gives 0 (output row = ``out_proj.bias``). This class gives NaN
            with ``need_weights=True`` (explicit softmax, like PyTorch) and the SDPA answer with
            ``need_weights=False``, whether or not grad is enabled.
+        3. ``attn_mask`` is always checked. With ``is_causal=True, need_weights=False`` and no
+           padding mask, PyTorch does not use ``attn_mask`` (SDPA builds the causal mask itself) and
+           accepts one of any (L', S') shape, which it would refuse with ``need_weights=True``. A
+           mask that does not fit the inputs is a mistake, so this class refuses it on both paths.
+        4. The constructor refuses a ``dropout`` that is not a number in [0, 1] (PyTorch stores it
+           and fails, or not, in ``forward``).
     """
 
     __constants__ = ["batch_first"]
@@ -120,7 +126,9 @@ class MultiheadAttention(nn.Module):
                 f"embed_dim // num_heads features, so num_heads must divide embed_dim. "
                 f"Head counts that work for embed_dim={embed_dim}: {', '.join(map(str, _divisors(embed_dim)))}."
             )
-        if not 0.0 <= float(dropout) <= 1.0:
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+            raise TypeError(f"MultiheadAttention: `dropout` must be a number in [0, 1], got {type(dropout).__name__} {dropout!r}")
+        if not 0.0 <= dropout <= 1.0:
             raise ValueError(f"MultiheadAttention: `dropout` must be a probability in [0, 1], got {dropout}")
         for name, value in (("kdim", kdim), ("vdim", vdim)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
@@ -353,6 +361,12 @@ class MultiheadAttention(nn.Module):
             raise ValueError(
                 f"MultiheadAttention: `query`, `key` and `value` must all be {query.dim()}-D, got {query.dim()}-D, {key.dim()}-D and {value.dim()}-D"
             )
+        weight = self.in_proj_weight if self._qkv_same_embed_dim else self.q_proj_weight
+        for name, x in (("query", query), ("key", key), ("value", value)):
+            if x.dtype != weight.dtype:
+                raise TypeError(
+                    f"MultiheadAttention: `{name}` must have the dtype of the module's parameters ({weight.dtype}), got {x.dtype}"
+                )
         is_batched = query.dim() == 3
         layout = "(N, L, E)" if (is_batched and self.batch_first) else ("(L, N, E)" if is_batched else "(L, E)")
         for name, x, width in (("query", query, self.embed_dim), ("key", key, self.kdim), ("value", value, self.vdim)):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +21,8 @@ class ShapeRow:
         type: the module's class name.
         depth: how deeply it is nested (0 for the model).
         input_shapes: the shape of each tensor argument (positional, then keyword).
-        output_shape: the output's shape (a tuple of shapes for a tuple output).
+        output_shape: the output's shape (a tuple of shapes for a tuple or list output, a dict
+            of shapes for a dict output).
         n_parameters: number of parameters the module holds *itself* (not its children).
     """
 
@@ -34,9 +35,12 @@ class ShapeRow:
 
 
 def format_shapes(value) -> str:
-    """``(8, 16)`` for a tensor shape; shapes of a list/tuple joined by commas; ``-`` for nothing."""
+    """``(8, 16)`` for a tensor shape; shapes of a list/tuple joined by commas, of a dict as
+    ``key: (8, 16)``; ``-`` for nothing."""
     if value is None:
         return "-"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{key}: {format_shapes(v)}" for key, v in value.items()) if value else "-"
     if isinstance(value, torch.Size) or (isinstance(value, tuple) and all(isinstance(v, int) for v in value)):
         return "(" + ", ".join(str(int(v)) for v in value) + ")"
     if isinstance(value, (list, tuple)):
@@ -48,6 +52,8 @@ def _shapes_of(value):
     """Replace every tensor in ``value`` by its shape (a tuple of ints); other leaves by None."""
     if isinstance(value, torch.Tensor):
         return tuple(value.shape)
+    if isinstance(value, Mapping):
+        return {key: _shapes_of(v) for key, v in value.items()}
     if isinstance(value, (list, tuple)):
         return tuple(_shapes_of(v) for v in value)
     return None
