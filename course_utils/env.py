@@ -22,8 +22,9 @@ def _version(package: str) -> str | None:
 def sdpa_backends(device: torch.device | str | None = None) -> dict[str, bool]:
     """Which kernels ``F.scaled_dot_product_attention`` may use on ``device``.
 
-    On CUDA these are the global switches in ``torch.backends.cuda``; on the CPU
-    PyTorch has the plain ``math`` kernel and a fused ``flash`` kernel of its own.
+    The switches live in ``torch.backends.cuda`` but govern the CPU too: there PyTorch has
+    the plain ``math`` kernel and a fused ``flash`` kernel of its own, and
+    ``torch.backends.cuda.enable_flash_sdp(False)`` turns the CPU's flash kernel off as well.
 
     Args:
         device: the device to ask about (default: :func:`get_device`).
@@ -32,15 +33,15 @@ def sdpa_backends(device: torch.device | str | None = None) -> dict[str, bool]:
         dict: backend name -> enabled.
     """
     device = torch.device(device or get_device())
+    b = torch.backends.cuda
     if device.type == "cuda":
-        b = torch.backends.cuda
         return {
             "flash": b.flash_sdp_enabled(),
             "mem_efficient": b.mem_efficient_sdp_enabled(),
             "cudnn": b.cudnn_sdp_enabled(),
             "math": b.math_sdp_enabled(),
         }
-    return {"flash (CPU kernel)": True, "math": True}
+    return {"flash (CPU kernel)": b.flash_sdp_enabled(), "math": b.math_sdp_enabled()}
 
 
 def sdpa_choice(device: torch.device | str | None = None) -> str:

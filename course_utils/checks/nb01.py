@@ -133,14 +133,15 @@ class _KernelSpy(TorchDispatchMode):
 
 # F.elu, nn.ELU, torch._C._nn.elu, torch.ops.aten.elu, F.celu and F.selu all reach one of these.
 _TORCH_ELU_KERNELS = ("elu", "elu_", "celu", "celu_", "selu", "selu_")
-_CALLED_TORCH = "calls PyTorch's own ELU kernel (F.elu, nn.ELU, F.celu, F.selu...)"
+_TORCH_ELU = "PyTorch's ELU kernels (F.elu, nn.ELU, F.celu, F.selu...)"
 
 
 def _observe_elu(candidate, case):
     spy = _KernelSpy(_TORCH_ELU_KERNELS)
     with spy:
         observed = _observe_value_and_grad(candidate, case)
-    return {_CALLED_TORCH: bool(spy.called)} | observed
+    called = f"called ({', '.join(sorted(spy.called))})" if spy.called else "not called"
+    return {_TORCH_ELU: called} | observed
 
 
 def _elu_cases():
