@@ -20,6 +20,7 @@ import html
 import importlib
 import inspect
 import math
+import re
 import sysconfig
 import time
 import traceback
@@ -45,6 +46,8 @@ TIME_LIMIT_FACTOR = 10
 MESSAGE_LINES = 5
 PRINTED_LINES = 3
 LINE_CHARS = 1000
+#: Seconds the progress recorder may take before a check gives up on it.
+RECORD_LIMIT_S = 2.0
 
 #: What ``CheckResult.kind`` can be.
 KINDS = {
@@ -209,6 +212,7 @@ class Exercise:
             time_limit: seconds per case, instead of the exercise's own limit.
         """
         with warnings.catch_warnings(), isolation.isolated() as saved:
+            warnings.simplefilter("default")  # a learner's "error" filter must not break the check; warnings are shown once
             try:
                 result = self._check(candidate, saved, time_limit)
             except KeyboardInterrupt:
@@ -223,7 +227,7 @@ class Exercise:
         problem = self._unusable(candidate)
         if problem:
             return self._result("type", problem)
-        cases = list(self.cases())
+        cases = self._fresh_cases(saved)
         expected = self._expected(saved)
         printed = BoundedText()
         outcomes = []
@@ -306,7 +310,7 @@ class Exercise:
         """The reference's outcome on every case (computed once, then remembered)."""
         memo = self._fresh_memo()
         if "expected" not in memo:
-            cases = list(self.cases())
+            cases = self._fresh_cases(saved)
             outcomes = [self._run(self.reference, case, i, saved) for i, case in enumerate(cases)]
             for case, outcome in zip(cases, outcomes):
                 if outcome.error is not None or outcome.changed:
@@ -320,9 +324,14 @@ class Exercise:
         memo = self._fresh_memo().setdefault("planted", {})
         key = (mistake_index, case_index)
         if key not in memo:
-            case = list(self.cases())[case_index]  # fresh inputs: the candidate may have changed its own
+            case = self._fresh_cases(saved)[case_index]  # fresh inputs: the candidate may have changed its own
             memo[key] = self._run(self.mistakes[mistake_index].implementation, case, case_index, saved)
         return memo[key]
+
+    def _fresh_cases(self, saved) -> list[Case]:
+        """The cases, built in the clean state (a learner's float64 default dtype must not change them)."""
+        isolation.prepare(saved, zlib.crc32(self.id.encode()))
+        return list(self.cases())
 
     def _fresh_memo(self) -> dict:
         """The memo, emptied if the reference, cases, observe or mistakes were replaced since."""
@@ -428,7 +437,7 @@ def _changed_inputs(before: dict[str, torch.Tensor], case: Case, names: Sequence
 def _explain_exception(exc: BaseException, case: Case) -> tuple[str, str]:
     """(kind, message) for an exception that came out of observing the candidate."""
     if _raised_in_check_code(exc):
-        if isinstance(exc, (AttributeError, TypeError)) and "NoneType" in _safe_str(exc):
+        if isinstance(exc, (AttributeError, TypeError)) and re.search(r"\bNone(Type)?\b", _safe_str(exc)):
             return "returned none", (f"on {case.label}: your code returned None where a value was expected; "
                                      "did you forget a `return` (in `forward`)?")
         missing = _missing_attribute(exc)
@@ -771,7 +780,7 @@ def _unknown_exercise(exercise_id: Any) -> CheckResult:
 def _record(result: CheckResult) -> None:
     """Record the attempt for the learner's progress table; never raises, never waits long."""
     try:
-        with isolation.time_limit(2.0):
+        with isolation.time_limit(RECORD_LIMIT_S):
             importlib.import_module("course_utils.progress").record_attempt(result)
     except BaseException:  # noqa: BLE001 - recording must never break a check
         pass

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,9 +214,16 @@ def time_limit(seconds: float | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _alarm(seconds: float) -> Iterator[None]:
+    alarms = 0
+
     def on_alarm(signum, frame):
+        nonlocal alarms
+        alarms += 1
+        if alarms > 1:  # the first stop was caught (``except:`` in a loop): stop at its next line too
+            _stop_at_next_line(frame)
         raise CaseTimeout
 
+    previous_trace = sys.gettrace()
     previous_handler = signal.signal(signal.SIGALRM, on_alarm)
     previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, seconds, _REPEAT_S)
     start = time.monotonic()
@@ -223,10 +231,35 @@ def _alarm(seconds: float) -> Iterator[None]:
         yield
     finally:
         _uninterrupted(lambda: signal.setitimer(signal.ITIMER_REAL, 0))
+        _uninterrupted(lambda: sys.settrace(previous_trace))
         _uninterrupted(lambda: signal.signal(signal.SIGALRM, previous_handler if previous_handler is not None else signal.SIG_DFL))
         if previous_delay > 0:  # someone else's timer was running: let it go on
             left = max(previous_delay - (time.monotonic() - start), 1e-6)
             signal.setitimer(signal.ITIMER_REAL, left, previous_interval)
+
+
+_OWN_FILES = {__file__, contextlib.__file__, str(Path(__file__).with_name("core.py"))}
+
+
+def _stop_at_next_line(frame) -> None:
+    """Raise :class:`CaseTimeout` at the next line the checked code runs, even inside an ``except``.
+
+    A trace function that raises is switched off by Python after that one raise. The
+    check's own frames are not traced, so they can handle the stop.
+    """
+
+    def stop(frame, event, arg):
+        if frame.f_code.co_filename in _OWN_FILES:
+            return None
+        if event == "exception":  # the stop itself passing by: raise at the next line instead
+            return stop
+        raise CaseTimeout
+
+    sys.settrace(stop)
+    while frame is not None:
+        if frame.f_code.co_filename not in _OWN_FILES:
+            frame.f_trace = stop
+        frame = frame.f_back
 
 
 @contextlib.contextmanager
