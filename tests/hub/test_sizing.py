@@ -36,6 +36,10 @@ def test_a_learner_runs_notebook_05_in_their_kernel(hub, room):
     for source in code_cells:
         hub.execute(learner, kernel, source, timeout=300)
     after = {"kernel": pss_mib(kernel_pid), "server": pss_mib(server_pid)}
+    hub_side = [hub.process.pid] + [
+        child.pid for child in psutil.Process(hub.process.pid).children()
+        if "jupyterhub.singleuser" not in " ".join(child.cmdline())  # the proxy, the progress service, the culler
+    ]
     spawn = sorted(room.values())
     figures = {
         "spawn_seconds_alone": round(alone, 1),
@@ -46,6 +50,7 @@ def test_a_learner_runs_notebook_05_in_their_kernel(hub, room):
         "kernel_pss_mib_fresh": round(before["kernel"]),
         "kernel_pss_mib_after_05": round(after["kernel"]),
         "learner_pss_mib_after_05": round(after["server"] + after["kernel"]),
+        "hub_proxy_services_pss_mib": round(sum(pss_mib(pid) for pid in hub_side)),
         "cpu_count": psutil.cpu_count(),
     }
     out = ROOT / "build" / "workshop-sizing.json"
