@@ -336,3 +336,28 @@ def test_every_check_is_recorded_and_a_failing_recorder_changes_nothing(monkeypa
     start = time.monotonic()
     assert check("00.center", EXERCISES["00.center"].reference).passed
     assert time.monotonic() - start < 5
+
+
+def test_in_a_jupyter_kernel_the_limit_stops_a_loop_and_nothing_leaks():
+    nbformat = pytest.importorskip("nbformat")
+    from nbclient import NotebookClient
+
+    code = """
+import torch
+from course_utils.checks import EXERCISES, check
+torch.set_grad_enabled(False)
+def center(x):
+    print("looping")
+    while True:
+        pass
+stopped = EXERCISES["00.center"].check(center, time_limit=0.3)
+passed = check("00.center", EXERCISES["00.center"].reference)
+print(stopped.kind, "|", stopped.message.splitlines()[0], "|", passed.kind, torch.is_grad_enabled())
+"""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(core._PACKAGE_DIR.parent)}}).execute()
+    printed = "".join(o.get("text", "") for o in nb.cells[0].outputs if o.output_type == "stream")
+    assert printed.strip().endswith(
+        "timeout | on a 1-D tensor of 5 values: your code was stopped after 0.3 s; does a loop in it never end? | passed False")
+    shown = [o["data"]["text/plain"] for o in nb.cells[0].outputs if o.output_type == "display_data"]
+    assert shown == ["✅ 00.center: all 3 tests passed."]
