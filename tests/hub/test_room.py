@@ -166,3 +166,10 @@ def test_attempts_are_recorded_only_for_the_tokens_owner(hub, room):
     assert as_service.status_code == 403  # a service is not a learner
     bad = requests.post(url, json={"attempts": [{"id": 1}]}, headers={"Authorization": f"token {hub.tokens['learner7']}"}, timeout=10)
     assert bad.status_code == 400 and "attempts[0].id" in bad.json()["message"]
+
+
+def test_the_idle_culler_runs_with_the_permissions_it_needs(hub):
+    log = (hub.state / "hub.log").read_text()
+    culler_requests = [line for line in log.splitlines() if "(idle-culler@127.0.0.1)" in line]
+    assert any("200 GET /hub/api/users" in line for line in culler_requests), culler_requests
+    assert not any(" 403 " in line for line in culler_requests)
