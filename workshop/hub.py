@@ -38,15 +38,22 @@ def main() -> None:
     changed = publish(REPO / "build" / "student", state / "course")
     print(f"course repository {state / 'course'}: {'updated' if changed else 'up to date'}")
     env = dict(os.environ)
+    shown = {}  # a password is printed only when made here for a try-out, never one the instructor set
     for name, value in tryout_passwords(state).items():
-        env.setdefault(name, value)
+        if not env.get(name):
+            env[name] = shown[name] = value
     ip = env.get("WORKSHOP_IP", "127.0.0.1")
     host = "127.0.0.1" if ip in ("", "0.0.0.0") else ip
     admin = env.get("WORKSHOP_ADMINS", "instructor").split(",")[0].strip()
+    if env.get("WORKSHOP_PASSWORDS_FILE"):
+        learners = f"the names in {env['WORKSHOP_PASSWORDS_FILE']}, each with their own password"
+    else:
+        names = env.get("WORKSHOP_LEARNERS") or "any user name (lower case)"
+        learners = f"{names}, password {shown.get('WORKSHOP_PASSWORD', '$WORKSHOP_PASSWORD')}"
     print(
         f"\nJupyterHub: http://{host}:{env.get('WORKSHOP_PORT', '8000')}/\n"
-        f"  learners: any user name (lower case), password {env['WORKSHOP_PASSWORD']}\n"
-        f"  instructor: user {admin}, password {env['WORKSHOP_ADMIN_PASSWORD']}\n"
+        f"  learners: {learners}\n"
+        f"  instructor: user {admin}, password {shown.get('WORKSHOP_ADMIN_PASSWORD', '$WORKSHOP_ADMIN_PASSWORD')}\n"
         f"  progress board (instructors): http://{host}:{env.get('WORKSHOP_PORT', '8000')}/services/progress/\n"
         "  Ctrl-C stops the hub and every learner's server.\n",
         flush=True,

@@ -1,7 +1,7 @@
 # JupyterHub for a workshop room on one machine: `make hub` (or workshop/hub.py) starts it.
 #
 # Every setting an instructor may change is an environment variable:
-#   WORKSHOP_PASSWORD        the learners' password (8+ characters); required: nobody logs in without a password
+#   WORKSHOP_PASSWORD        the learners' password (8+ characters); required unless WORKSHOP_PASSWORDS_FILE is set
 #   WORKSHOP_ADMIN_PASSWORD  the instructors' password (32+ characters); instructors see the progress board
 #   WORKSHOP_ADMINS          instructor user names, comma-separated (default: instructor)
 #   WORKSHOP_LEARNERS        learner user names, comma-separated; unset: anyone with the password picks a name
