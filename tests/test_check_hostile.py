@@ -361,3 +361,15 @@ print(stopped.kind, "|", stopped.message.splitlines()[0], "|", passed.kind, torc
         "timeout | on a 1-D tensor of 5 values: your code was stopped after 0.3 s; does a loop in it never end? | passed False")
     shown = [o["data"]["text/plain"] for o in nb.cells[0].outputs if o.output_type == "display_data"]
     assert shown == ["✅ 00.center: all 3 tests passed."]
+
+
+def test_the_learners_queued_cuda_seed_survives_a_check_that_seeds():
+    """Before CUDA starts, torch.manual_seed queues a seed for it; a check's own seeding must not replace the learner's."""
+    tracker = torch.cuda._lazy_seed_tracker
+    if torch.cuda.is_initialized():
+        pytest.skip("CUDA already started: its RNG states are saved and restored directly")
+    with isolation.isolated():
+        torch.manual_seed(42)
+        queued = (tracker.manual_seed_all_cb, tracker.manual_seed_cb, list(tracker.call_order))
+        assert EXERCISES["03.head"].check(EXERCISES["03.head"].reference).passed  # its observe seeds torch
+        assert (tracker.manual_seed_all_cb, tracker.manual_seed_cb, list(tracker.call_order)) == queued

@@ -697,13 +697,13 @@ def _compare_mappings(got, expected, atol, rtol, where, locate) -> tuple[str, st
 
 def _compare_sequences(got, expected, atol, rtol, where, locate) -> tuple[str, str] | None:
     if not isinstance(got, (tuple, list)):
-        return "type", f"{where} should be a {type(expected).__name__} of {len(expected)} items, got {_describe(got)}."
+        return "type", f"{where} should be a {type(expected).__name__} of {_plural(len(expected), 'item')}, got {_describe(got)}."
     if all(isinstance(e, str) for e in expected) and all(isinstance(g, str) for g in got):
         named = _names_missing_or_unexpected(got, expected, where)
         if named:
             return "values", named
     if len(got) != len(expected):
-        return "values", f"{where} should be a {type(expected).__name__} of {len(expected)} items, got {_describe(got)}."
+        return "values", f"{where} should be a {type(expected).__name__} of {_plural(len(expected), 'item')}, got {_describe(got)}."
     for k, (g, e) in enumerate(zip(got, expected)):
         difference = _compare(g, e, atol, rtol, f"item {k} of {where}", locate)
         if difference is not None:
