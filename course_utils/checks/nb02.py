@@ -148,17 +148,6 @@ class Centering(nn.Module):
         return x - self.running_mean  # (N, F)
 
 
-def _registered_as(model: nn.Module, name: str) -> str:
-    """How ``model`` holds the attribute ``name``: a persistent or non-persistent buffer, a parameter..."""
-    if name in model._buffers:
-        return "a non-persistent buffer" if name in model._non_persistent_buffers_set else "a persistent buffer"
-    if name in model._parameters:
-        return "a parameter"
-    if name in model.__dict__:
-        return "a plain attribute (not registered)"
-    return "missing"
-
-
 def _observe_centering(cls, case):
     raw_batches, momentum = case.args
     # Inputs that require grad (as activations inside a network do), and are not leaves, so that
@@ -171,9 +160,11 @@ def _observe_centering(cls, case):
     outputs.append(model(batches[2]))
     running_mean = getattr(model, "running_mean", None)
     steps = getattr(model, "steps", None)
+    persistent = set(model.state_dict())
+    buffers = [name for name, _ in model.named_buffers()]
     return {
-        "`running_mean`": _registered_as(model, "running_mean"),
-        "`steps`": _registered_as(model, "steps"),
+        "persistent buffers (saved in the state_dict)": sorted(name for name in buffers if name in persistent),
+        "non-persistent buffers": sorted(name for name in buffers if name not in persistent),
         "every input batch left unchanged": all(torch.equal(b.detach(), r) for b, r in zip(batches, raw_batches)),
         "the running mean is tracked by autograd (requires_grad)": bool(getattr(running_mean, "requires_grad", False)),
         "the output is differentiable with respect to x (requires_grad)": all(o.requires_grad for o in outputs),
