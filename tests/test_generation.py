@@ -5,6 +5,7 @@ that changes one fails a test instead of leaving the notebook wrong.
 """
 
 import logging
+import shutil
 import warnings
 
 import pytest
@@ -261,11 +262,12 @@ def test_nn_multihead_attention_refuses_a_nested_tensor_in_training():
 
 @needs_cuda
 def test_causal_sdpa_on_a_nested_jagged_tensor_runs_on_cuda():
-    sequences = [x.half() for x in _ragged("cuda")]
-    q = _split_heads(torch.nested.nested_tensor(sequences, layout=torch.jagged))
+    g = torch.Generator().manual_seed(0)
+    sequences = [torch.randn(n, 2, 32, generator=g).to("cuda", torch.float16) for n in (30, 50, 20)]  # (T, heads, head size)
+    q = torch.nested.nested_tensor(sequences, layout=torch.jagged).transpose(1, 2)  # (3, 2, j, 32)
     out = F.scaled_dot_product_attention(q, q, q, is_causal=True)
     for got, x in zip(out.unbind(), sequences):
-        one = _split_heads(x)
+        one = x.transpose(0, 1)  # (2, T, 32)
         torch.testing.assert_close(got, F.scaled_dot_product_attention(one, one, one, is_causal=True), atol=2e-3, rtol=2e-3)
 
 
@@ -355,3 +357,14 @@ def test_compiled_flex_attention_equals_sdpa_on_cuda():
     out = torch.compile(flex_attention)(q, k, v, block_mask=block_mask)
     expected = F.scaled_dot_product_attention(q, k, v, attn_mask=sliding_window_mask(256, 64, "cuda"))
     torch.testing.assert_close(out, expected, atol=2e-3, rtol=2e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_flex_attention_works_on_the_cpu_too():
+    """Notebook 10 says compiling FlexAttention works on the CPU but takes too long for the notebook: the first half, pinned."""
+    q, k, v = _qkv(L=64, D=16)
+    block_mask = create_block_mask(sliding_window(8), None, None, 64, 64, device="cpu")
+    out = torch.compile(flex_attention)(q, k, v, block_mask=block_mask)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=sliding_window_mask(64, 8))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)

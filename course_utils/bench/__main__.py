@@ -7,7 +7,7 @@ import torch
 
 from ..core import get_device
 
-SECTIONS = ["mha", "transformer", "synthesizers"]  # modules of this package, each with run(device)
+SECTIONS = ["mha", "transformer", "synthesizers", "generation"]  # modules of this package, each with run(device)
 
 
 def main() -> int:
