@@ -38,6 +38,8 @@ Differences from PyTorch:
     1. Complex input is refused; PyTorch accepts it for ``sigmoid``, ``tanh``, ``silu``,
        ``softsign`` and ``tanhshrink`` (the comparisons these formulas branch on do not
        exist for complex numbers).
+    2. ``rrelu(..., training=True)`` accepts float16 on the CPU, where PyTorch's CPU kernel is
+       not implemented for float16 (its CUDA kernel is).
 """
 
 from __future__ import annotations
@@ -540,7 +542,8 @@ def glu(input: torch.Tensor, dim: int = -1) -> torch.Tensor:
             f"glu: `input` must have an even size along dim {dim} (it is split in two halves), "
             f"got size {size} (input shape {tuple(input.shape)})"
         )
-    a, b = x.split(size // 2, dim=dim)  # each (*, M, *)
+    half = size // 2
+    a, b = x.narrow(dim, 0, half), x.narrow(dim, half, half)  # each (*, M, *)
     return (a * sigmoid(b)).to(input.dtype)
 
 
@@ -562,13 +565,17 @@ def _softmax_dim(name: str, input: torch.Tensor, dim: int | None, stacklevel: in
     return dim
 
 
-def _softmax_input(name: str, input, dtype: torch.dtype | None) -> torch.Tensor:
+def _softmax_input(name: str, input, dim, dtype: torch.dtype | None) -> torch.Tensor:
     """Cast to ``dtype`` first (as PyTorch does), then require floating point; float16/bfloat16 computed in float32."""
     _check_tensor(name, input)
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int)):
+        raise TypeError(f"{name}: `dim` must be an int, got {type(dim).__name__} {dim!r}")
     if dtype is not None:
         if not isinstance(dtype, torch.dtype):
             raise TypeError(f"{name}: `dtype` must be a torch.dtype such as torch.float64, got {type(dtype).__name__} {dtype!r}")
         input = input.to(dtype)
+    if input.numel() == 0 and not (name == "softmin" and input.dtype == torch.bool):
+        return input  # nothing to compute: PyTorch returns an empty tensor of any dtype (softmin negates first)
     if not input.is_floating_point():
         raise TypeError(
             f"{name}: `input` must be a floating-point tensor (or pass a float `dtype=`), got dtype {input.dtype}"
@@ -596,7 +603,7 @@ def softmax(input: torch.Tensor, dim: int | None = None, _stacklevel: int = 3, d
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    input = _softmax_input("softmax", input, dtype)
+    input = _softmax_input("softmax", input, dim, dtype)
     dim = _softmax_dim("softmax", input, dim, _stacklevel)
     e = torch.exp(_shifted(_compute_dtype(input), dim))  # every entry in (0, 1]
     return (e / e.sum(dim=dim, keepdim=True)).to(input.dtype)
@@ -608,7 +615,7 @@ def softmin(input: torch.Tensor, dim: int | None = None, _stacklevel: int = 3, d
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    input = _softmax_input("softmin", input, dtype)
+    input = _softmax_input("softmin", input, dim, dtype)
     dim = _softmax_dim("softmin", input, dim, _stacklevel)
     return softmax(-input, dim)
 
@@ -621,7 +628,7 @@ def log_softmax(input: torch.Tensor, dim: int | None = None, _stacklevel: int = 
     Shape:
         - Input: :math:`(*)`; Output: the same shape.
     """
-    input = _softmax_input("log_softmax", input, dtype)
+    input = _softmax_input("log_softmax", input, dim, dtype)
     dim = _softmax_dim("log_softmax", input, dim, _stacklevel)
     shifted = _shifted(_compute_dtype(input), dim)
     return (shifted - torch.log(torch.exp(shifted).sum(dim=dim, keepdim=True))).to(input.dtype)

@@ -63,9 +63,15 @@ def scaled_dot_product_attention(
         - output: (..., L, Ev), ``...`` being the broadcast of the leading dims of the three inputs.
 
     Differences from PyTorch:
-        1. A negative ``dropout_p`` is refused; PyTorch silently applies no dropout.
+        1. A ``dropout_p`` outside [0, 1] is always refused; PyTorch silently applies no dropout
+           for a negative one, and checks none when the weights are empty.
         2. ``attn_mask`` together with ``is_causal=True`` raises a ``ValueError`` that says how to
            combine them (PyTorch raises a ``RuntimeError``).
+        3. Empty inputs (L, S, Ev or a batch dim equal to 0) are checked like any other; PyTorch
+           then skips its shape checks (a mask of any shape, a ``key`` of another width pass) and
+           returns the shape of ``query`` rather than the broadcast one.
+        4. A 0-D or 1-D ``attn_mask`` broadcasts whatever the rank of the inputs; PyTorch's fused
+           CPU kernel (4-D inputs) refuses it, while its math path accepts it.
     """
     L, S = _check_sdpa_arguments(query, key, value, attn_mask, dropout_p, is_causal, scale)
     E = query.shape[-1]
@@ -103,6 +109,13 @@ def _check_number(fn: str, arg: str, value) -> None:
 def _check_sdpa_arguments(query, key, value, attn_mask, dropout_p, is_causal, scale) -> tuple[int, int]:
     """Refuse what ``F.scaled_dot_product_attention`` refuses, naming the argument. Returns (L, S)."""
     fn = "scaled_dot_product_attention"
+    _check_number(fn, "dropout_p", dropout_p)
+    if not isinstance(is_causal, bool):
+        raise TypeError(f"{fn}: `is_causal` must be a bool, got {type(is_causal).__name__} {is_causal!r}")
+    if scale is not None:
+        _check_number(fn, "scale", scale)
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"{fn}: `dropout_p` must be a probability in [0, 1], got {dropout_p}")
     for name, x in (("query", query), ("key", key), ("value", value)):
         if not isinstance(x, Tensor):
             raise TypeError(f"{fn}: `{name}` must be a tensor (..., seq, features), got {type(x).__name__}")
@@ -130,13 +143,6 @@ def _check_sdpa_arguments(query, key, value, attn_mask, dropout_p, is_causal, sc
         ) from None
     if attn_mask is not None:
         _check_sdpa_mask(attn_mask, query, (*scores_batch, L, S))
-    _check_number(fn, "dropout_p", dropout_p)
-    if not 0.0 <= dropout_p <= 1.0:
-        raise ValueError(f"{fn}: `dropout_p` must be a probability in [0, 1], got {dropout_p}")
-    if not isinstance(is_causal, bool):
-        raise TypeError(f"{fn}: `is_causal` must be a bool, got {type(is_causal).__name__} {is_causal!r}")
-    if scale is not None:
-        _check_number(fn, "scale", scale)
     if is_causal and attn_mask is not None:
         raise ValueError(
             f"{fn}: give either `attn_mask` or `is_causal=True`, not both "

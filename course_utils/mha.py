@@ -387,6 +387,7 @@ class MultiheadAttention(nn.Module):
         if attn_mask is not None:
             if not isinstance(attn_mask, Tensor):
                 raise TypeError(f"MultiheadAttention: `attn_mask` must be a tensor or None, got {type(attn_mask).__name__}")
+            canonical_mask(attn_mask, "attn_mask", query.dtype)  # its dtype, checked even on a path that drops it
             heads = self.num_heads * (N if is_batched else 1)
             allowed = [(L, S), (heads, L, S)]
             if tuple(attn_mask.shape) not in allowed:

@@ -27,6 +27,18 @@ average_attn_weights=True, is_causal=False) -> (output, weights)``. The layers c
 Extra constructor arguments go in with :func:`functools.partial`, e.g.
 ``self_attn_factory=functools.partial(DenseSynthesizer, max_len=32)``. The decoder's
 cross-attention (``multihead_attn``) always stays a ``MultiheadAttention``.
+
+Bad input is refused with an error that names the argument the user passed (``tgt_key_padding_mask``,
+``memory_mask``, ``nhead``...), not the inner ``MultiheadAttention``'s.
+
+Differences from PyTorch:
+    1. A mask passed with a causal flag (``is_causal``, ``tgt_is_causal``...) is checked like any
+       other. Without a padding mask PyTorch does not use it (SDPA builds the causal mask) and
+       accepts one of the wrong shape (``MultiheadAttention``'s Difference 3).
+    2. The causal flags must be bools (or None where None means "detect"); PyTorch accepts any
+       value where it ignores the flag (with a padding mask).
+    3. ``num_layers < 0`` is refused; PyTorch builds an empty stack (``num_layers = 0`` is accepted
+       by both, and both refuse to run it).
 """
 
 from __future__ import annotations
