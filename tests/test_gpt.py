@@ -6,10 +6,17 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DEVICES
 from torch import nn
 
-from conftest import DEVICES
-from course_utils.gpt import GPT, CausalSelfAttention, MultiHeadFromHeads, evaluate_loss, sample_next_token, to_multihead_attention
+from course_utils.gpt import (
+    GPT,
+    CausalSelfAttention,
+    MultiHeadFromHeads,
+    evaluate_loss,
+    sample_next_token,
+    to_multihead_attention,
+)
 from course_utils.kv_cache import KVCache
 from course_utils.text import CharTokenizer, get_batch, load_corpus, train_val_split
 

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DEVICES
 from torch import nn
 
-from conftest import DEVICES
 from course_utils import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
 from course_utils.positions import alibi_bias, alibi_slopes, apply_rope, sinusoidal_positions
 
