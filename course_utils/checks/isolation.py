@@ -196,7 +196,9 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     """Raise :class:`CaseTimeout` in the code of the ``with`` block after ``seconds``.
 
     In the main thread on Linux and macOS (a Jupyter kernel runs cells there) a SIGALRM
-    timer raises it; any timer and handler that were set before are put back. Elsewhere
+    timer raises it, again every few hundredths of a second, and from the second time at the
+    next line of the code too, so that a bare ``except:`` in a loop cannot swallow it; any
+    timer, handler and trace function set before are put back. Elsewhere
     (Windows, or a check called from another thread) a watchdog thread raises it in the
     checked thread: that stops Python code, but a single long call into C (``time.sleep``,
     a huge matrix product) is stopped only when it returns. Either way nothing is left
@@ -251,7 +253,7 @@ def _stop_at_next_line(frame) -> None:
     def stop(frame, event, arg):
         if frame.f_code.co_filename in _OWN_FILES:
             return None
-        if event == "exception":  # the stop itself passing by: raise at the next line instead
+        if event != "line":  # calls, returns, the stop itself passing by: raise at the next line instead
             return stop
         raise CaseTimeout
 
