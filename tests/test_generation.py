@@ -11,15 +11,15 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DEVICES
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.flex_attention import create_block_mask, create_mask, flex_attention
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import DEVICES
 from course_utils.attention_toolbox import alibi_score_mod, causal, sdpa_kernel_used, sliding_window, sliding_window_mask
 from course_utils.gpt import GPT, POSITIONS, CausalSelfAttention
-from course_utils.kv_cache import KVCache, kv_cache_bytes, repeat_kv
+from course_utils.kv_cache import KVCache, kv_cache_bytes
 from course_utils.positions import alibi_bias, alibi_slopes
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

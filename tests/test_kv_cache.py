@@ -3,9 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DEVICES
 
 from course_utils.kv_cache import KVCache, kv_cache_bytes, repeat_kv
-from conftest import DEVICES
 
 
 @pytest.mark.parametrize("device", DEVICES)
