@@ -1,7 +1,7 @@
 """Hostile and clumsy learner code, over EVERY registered exercise.
 
 Each candidate below is checked against every exercise: the check must not raise, must
-return within its limit, must leave the session's global state as it was, and must answer
+return within its limit, must leave the notebook's global state as it was, and must answer
 with a message of the candidate's own kind, a few lines long. Also: a correct reference
 passes whatever state the learner left behind, and leaves the learner's RNGs untouched.
 """
@@ -19,8 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.checks import EXERCISES, CheckResult, check, isolation
-from course_utils.checks import core
+from course_utils.checks import EXERCISES, CheckResult, check, core, isolation
 
 EXERCISE_IDS = sorted(EXERCISES)
 LIMIT_S = 0.25  # the time limit for the loops here, to keep the suite fast

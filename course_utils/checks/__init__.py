@@ -8,8 +8,7 @@ code it runs, stops it after a time limit, and leaves global state as it found i
 (:mod:`.isolation`). One module per notebook registers that notebook's exercises.
 """
 
-from . import nb00, nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb08, nb09, nb10  # noqa: F401  (registration)
-from . import isolation
+from . import isolation, nb00, nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb08, nb09, nb10  # noqa: F401  (registration)
 from .core import EXERCISES, KINDS, NOT_ATTEMPTED, Case, CheckResult, Exercise, Mistake, check, compare, exercises_of, register
 
 __all__ = ["EXERCISES", "KINDS", "NOT_ATTEMPTED", "Case", "CheckResult", "Exercise", "Mistake", "check", "compare", "exercises_of",

@@ -8,7 +8,7 @@ only if the candidate behaves like that mistake on *every* case; otherwise it sa
 what differs on the first case that differs (type, shape, dtype, device, NaN, values).
 
 A check never raises (only ``KeyboardInterrupt`` goes through, so a cell can be stopped),
-stops a candidate that runs past its time limit, and leaves the session's global state as
+stops a candidate that runs past its time limit, and leaves the notebook's global state as
 it found it (see :mod:`course_utils.checks.isolation`). Each :class:`CheckResult` has a
 ``kind`` (see :data:`KINDS`) and a message of a few lines at most.
 """
@@ -506,7 +506,7 @@ def _exception_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-# --------------------------------------------------------------------------- message helpers
+# --------------------------------------------------------------------------- writing messages
 
 
 def _capped(message: str, lines: int = MESSAGE_LINES) -> str:

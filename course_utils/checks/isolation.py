@@ -23,8 +23,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
