@@ -59,8 +59,8 @@ def time_generation(model: GPT, new_tokens: Sequence[int], *, prompt_length: int
 def run(device: torch.device, repeats: int = 3, warmup: int = 1) -> list[tuple[str, ...]]:
     """Time cached and uncached generation at several lengths; print and return the table rows."""
     on_gpu = device.type == "cuda"
-    block_size, n_embd, n_layer = (2048, 512, 8) if on_gpu else (512, 128, 2)
-    lengths = [128, 256, 512, 1024, 2047] if on_gpu else [64, 128, 256, 511]
+    block_size, n_embd, n_layer = (2048, 512, 8) if on_gpu else (256, 128, 2)
+    lengths = [128, 256, 512, 1024, 2047] if on_gpu else [32, 64, 128, 255]
     rows = []
     for name, options in MODELS.items():
         torch.manual_seed(0)
