@@ -8,6 +8,7 @@ from . import activations, progress
 from .attention import Head, MultiheadAttention, scaled_dot_product_attention
 from .core import get_device, seed_everything
 from .gpt import GPT, evaluate_loss, sample_next_token
+from .kv_cache import KVCache, kv_cache_bytes, repeat_kv
 from .module_tools import trace_shapes
 from .positions import alibi_bias, alibi_slopes, apply_rope, sinusoidal_positions
 from .synthesizer import (
@@ -46,6 +47,8 @@ __all__ = [
     # positions and the GPT (notebooks 08-09)
     "sinusoidal_positions", "apply_rope", "alibi_slopes", "alibi_bias",
     "GPT", "sample_next_token", "evaluate_loss", "CharTokenizer", "load_corpus", "train_val_split",
+    # generating fast (notebook 10)
+    "KVCache", "kv_cache_bytes", "repeat_kv",
     # the learner's own progress table: course_utils.progress()
     "progress",
 ]
