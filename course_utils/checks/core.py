@@ -325,7 +325,10 @@ class Exercise:
         key = (mistake_index, case_index)
         if key not in memo:
             case = self._fresh_cases(saved)[case_index]  # fresh inputs: the candidate may have changed its own
-            memo[key] = self._run(self.mistakes[mistake_index].implementation, case, case_index, saved)
+            outcome = self._run(self.mistakes[mistake_index].implementation, case, case_index, saved)
+            if outcome.error is not None:  # remembered: drop the frames (and tensors) its traceback holds
+                outcome.error = outcome.error.with_traceback(None)
+            memo[key] = outcome
         return memo[key]
 
     def _fresh_cases(self, saved) -> list[Case]:
