@@ -40,8 +40,14 @@ class KVCache:
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Append the new positions' ``k`` and ``v`` to ``layer``'s cache and return all of them."""
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < len(self.keys):
+            raise ValueError(f"KVCache.update: `layer` must be an int in [0, {len(self.keys)}), got {layer!r}")
         if k.dim() != 4 or k.shape != v.shape:
             raise ValueError(f"KVCache.update: k and v must both be (B, H_kv, T_new, D), got {tuple(k.shape)} and {tuple(v.shape)}")
+        cached = self.keys[layer]
+        if cached is not None and (k.shape[:2] != cached.shape[:2] or k.shape[3] != cached.shape[3]):
+            raise ValueError(f"KVCache.update: layer {layer} caches (B, H_kv, T, D) = {tuple(cached.shape)}; the new k and v "
+                             f"must match it in B, H_kv and D, got {tuple(k.shape)}")
         if self.keys[layer] is not None:
             k = torch.cat([self.keys[layer], k], dim=2)  # (B, H_kv, T_past + T_new, D)
             v = torch.cat([self.values[layer], v], dim=2)  # (B, H_kv, T_past + T_new, D)
@@ -66,6 +72,10 @@ def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
     Shape:
         - x: :math:`(B, H_{kv}, T, D)`; output: :math:`(B, H_{kv} \\cdot n_{rep}, T, D)`.
     """
+    if not isinstance(x, Tensor) or x.dim() != 4:
+        raise ValueError(f"repeat_kv: `x` must be a 4-D tensor (B, H_kv, T, D), got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+    if isinstance(n_rep, bool) or not isinstance(n_rep, int) or n_rep < 1:
+        raise ValueError(f"repeat_kv: `n_rep` must be a positive int, got {n_rep!r}")
     if n_rep == 1:
         return x
     return x.repeat_interleave(n_rep, dim=1)  # (B, H_kv * n_rep, T, D)

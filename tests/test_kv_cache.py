@@ -46,6 +46,26 @@ def test_update_rejects_k_and_v_of_other_shapes():
         cache.update(0, torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 5))
 
 
+def test_update_names_a_bad_layer_and_new_keys_that_do_not_fit_the_cache():
+    cache = KVCache(2)
+    with pytest.raises(ValueError, match=r"`layer` must be an int in \[0, 2\), got 2"):
+        cache.update(2, torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4))
+    cache.update(0, torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4))
+    with pytest.raises(ValueError, match=r"layer 0 caches .* \(1, 2, 3, 4\); the new k and v must match it in B, H_kv and D, got \(1, 4, 1, 4\)"):
+        cache.update(0, torch.zeros(1, 4, 1, 4), torch.zeros(1, 4, 1, 4))
+
+
+@pytest.mark.parametrize("n_rep", [0, -1, 1.5, True])
+def test_repeat_kv_names_a_bad_n_rep(n_rep):
+    with pytest.raises(ValueError, match=f"`n_rep` must be a positive int, got {n_rep!r}"):
+        repeat_kv(torch.zeros(1, 2, 3, 4), n_rep)
+
+
+def test_repeat_kv_wants_four_dimensions():
+    with pytest.raises(ValueError, match=r"`x` must be a 4-D tensor \(B, H_kv, T, D\), got \(2, 3, 4\)"):
+        repeat_kv(torch.zeros(2, 3, 4), 2)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("n_kv_head,n_rep", [(1, 4), (2, 3), (3, 2), (4, 1)])
 def test_repeat_kv_groups_neighbouring_query_heads(device, n_kv_head, n_rep):

@@ -61,16 +61,22 @@ def run(device: torch.device, repeats: int = 3, warmup: int = 1) -> list[tuple[s
     on_gpu = device.type == "cuda"
     block_size, n_embd, n_layer = (2048, 512, 8) if on_gpu else (256, 128, 2)
     lengths = [128, 256, 512, 1024, 2047] if on_gpu else [32, 64, 128, 255]
+    threads = torch.get_num_threads()
+    if not on_gpu:
+        torch.set_num_threads(1)  # one token at a time is too little work to share between threads
     rows = []
-    for name, options in MODELS.items():
-        torch.manual_seed(0)
-        model = GPT(100, block_size, n_embd, n_head=4, n_layer=n_layer, **options).to(device).eval()
-        seconds = time_generation(model, lengths, warmup=warmup, repeats=repeats)
-        for n, slow, fast in zip(lengths, seconds["recompute"], seconds["cache"]):
-            rows.append((name, str(n), f"{slow * 1e3:.1f}", f"{fast * 1e3:.1f}", f"{slow / fast:.1f}x"))
+    try:
+        for name, options in MODELS.items():
+            torch.manual_seed(0)
+            model = GPT(100, block_size, n_embd, n_head=4, n_layer=n_layer, **options).to(device).eval()
+            seconds = time_generation(model, lengths, warmup=warmup, repeats=repeats)
+            for n, slow, fast in zip(lengths, seconds["recompute"], seconds["cache"]):
+                rows.append((name, str(n), f"{slow * 1e3:.1f}", f"{fast * 1e3:.1f}", f"{slow / fast:.1f}x"))
+    finally:
+        torch.set_num_threads(threads)
     print_table(
         f"GPT.generate: recompute vs KV cache (device {device}, n_embd={n_embd}, n_layer={n_layer}, batch 1, greedy, "
-        f"median of {repeats})",
+        f"{torch.get_num_threads() if on_gpu else 1} CPU thread(s), median of {repeats})",
         rows,
         ("model", "new tokens", "recompute ms", "cache ms", "speed-up"),
     )
