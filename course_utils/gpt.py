@@ -411,9 +411,12 @@ class GPT(nn.Module):
             start = len(cache)
         if start + T > self.block_size and (self.positions == "learned" or self.attention != "dot"):
             why = "learned positions have" if self.positions == "learned" else f"attention={self.attention!r} has"
+            room = self.block_size - start
+            fix = (f"crop it to its last {room} tokens (idx[:, -{room}:])" if room > 0
+                   else "the cache already fills every position: start a new KVCache from the last tokens")
             raise ValueError(
                 f"GPT: `idx` reaches position {start + T - 1}, but {why} only block_size={self.block_size} positions "
-                f"(0..{self.block_size - 1}); crop it to its last {self.block_size - start} tokens (idx[:, -{self.block_size - start}:])"
+                f"(0..{self.block_size - 1}); {fix}"
             )
         low, high = int(idx.min()), int(idx.max())
         if low < 0 or high >= self.vocab_size:
