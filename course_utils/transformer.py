@@ -185,17 +185,22 @@ def _batch_size(x: Tensor, batch_first: bool) -> int | None:
     return None if x.dim() == 2 else x.size(0 if batch_first else 1)
 
 
-def _check_attn_mask(who: str, name: str, mask: Any, L: int, S: int, N: int | None, nhead: int | None) -> None:
-    """An attention mask: bool or float, shape (L, S) or (N * nhead, L, S) ((nhead, L, S) unbatched)."""
-    if mask is None:
-        return
+def _check_mask_type(who: str, name: str, mask: Any, true_means: str) -> None:
+    """A mask is a bool tensor (True = ``true_means``) or a float tensor (added to the scores)."""
     if not isinstance(mask, Tensor):
         raise TypeError(f"{who}: `{name}` must be a bool or float tensor or None, got {type(mask).__name__}")
     if mask.dtype != torch.bool and not mask.is_floating_point():
         raise TypeError(
-            f"{who}: `{name}` must be bool (True = blocked) or floating point (added to the scores), got dtype {mask.dtype}; "
+            f"{who}: `{name}` must be bool (True = {true_means}) or floating point (added to the scores), got dtype {mask.dtype}; "
             f"for a 0/1 integer mask use `{name}.bool()`"
         )
+
+
+def _check_attn_mask(who: str, name: str, mask: Any, L: int, S: int, N: int | None, nhead: int | None) -> None:
+    """An attention mask: bool or float, shape (L, S) or (N * nhead, L, S) ((nhead, L, S) unbatched)."""
+    if mask is None:
+        return
+    _check_mask_type(who, name, mask, true_means="blocked")
     allowed = [(L, S)]
     expected = f"(L, S) = ({L}, {S})"
     if nhead is not None:
@@ -210,13 +215,7 @@ def _check_padding_mask(who: str, name: str, mask: Any, N: int | None, S: int) -
     """A key padding mask: bool or float, shape (N, S) batched, (S,) unbatched."""
     if mask is None:
         return
-    if not isinstance(mask, Tensor):
-        raise TypeError(f"{who}: `{name}` must be a bool or float tensor or None, got {type(mask).__name__}")
-    if mask.dtype != torch.bool and not mask.is_floating_point():
-        raise TypeError(
-            f"{who}: `{name}` must be bool (True = padding) or floating point (added to the scores), got dtype {mask.dtype}; "
-            f"for a 0/1 integer mask use `{name}.bool()`"
-        )
+    _check_mask_type(who, name, mask, true_means="padding")
     expected = (S,) if N is None else (N, S)
     if tuple(mask.shape) != expected:
         layout = "(S,)" if N is None else "(N, S)"
