@@ -1,0 +1,695 @@
+"""The Chinese edition: PO catalogues beside the English notebooks, and the notebooks built from them.
+
+The English notebooks are the source. What a learner reads in them is cut into *units*:
+
+- each block of a markdown cell (blocks are separated by blank lines; a fenced code block
+  or a ``$$`` display stays whole);
+- each comment of a code cell (consecutive whole-line comments at one indentation are one
+  unit);
+- each string literal a code cell shows: an argument of ``print``, of matplotlib's titles,
+  labels, text and legends, and any ``label=``, ``title=``, ``desc=`` keyword argument.
+
+Every unit is one gettext entry (its English is the ``msgid``) in
+``notebooks/locale/zh_CN/LC_MESSAGES/<notebook>.po``. The messages of the package itself
+(``_()`` and ``N_()`` in ``course_utils``) go to one catalogue per module in
+``course_utils/locale/zh_CN/LC_MESSAGES/``.
+
+Commands (``python -m course_utils.tooling.translate ...``)::
+
+    extract   update every catalogue from the English: new units come in untranslated; a unit
+              whose English changed keeps its old translation, marked fuzzy, with the old
+              English beside it (``#| msgid``), as gettext's msgmerge does (``make translations``)
+    build     write notebooks/zh/ from the English notebooks and the catalogues
+              (``make zh`` also executes them)
+    check     what the tests would say of the given notebooks' translations (default: all)
+    status    how many entries each catalogue has, and how many are untranslated or fuzzy
+    font      rewrite the course's CJK font subset from Debian's fonts-noto-cjk
+
+A Chinese notebook is its English notebook with every unit replaced by its translation and
+one cell in front, which selects Chinese for the checks. Its code is the English code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import io
+import re
+import sys
+import tokenize
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import polib
+
+from .notebooks import NOTEBOOKS, ROOT, course_notebooks
+
+LOCALE = "zh_CN"
+LANGUAGE = "zh"
+ZH_NOTEBOOKS = NOTEBOOKS / "zh"
+NOTEBOOK_CATALOGUES = NOTEBOOKS / "locale" / LOCALE / "LC_MESSAGES"
+PACKAGE = ROOT / "course_utils"
+PACKAGE_CATALOGUES = PACKAGE / "locale" / LOCALE / "LC_MESSAGES"
+GLOSSARY = ZH_NOTEBOOKS / "术语表.md"
+
+#: The first cell of every Chinese notebook.
+LANGUAGE_CELL = 'import course_utils\n\ncourse_utils.set_language("zh")  # 练习检查、提示和图表都用中文'
+
+#: Calls whose string arguments a learner sees, and keyword arguments that are shown.
+DISPLAY_CALLS = {
+    "print", "title", "set_title", "suptitle", "xlabel", "ylabel", "set_xlabel", "set_ylabel",
+    "text", "annotate", "legend", "set_description", "write", "Markdown", "HTML",
+}
+DISPLAY_KEYWORDS = {"label", "title", "xlabel", "ylabel", "desc", "description", "suptitle", "caption"}
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_WORD_IN_TEXT = re.compile(r"[A-Za-z]{2,}")
+_WORD_IN_COMMENT = re.compile(r"[A-Za-z]{3,}")
+_SKIP_COMMENT = re.compile(r"^#+\s*(noqa|type:|%%|!|fmt:|pragma|BEGIN SOLUTION|END SOLUTION)")
+_BRACES = re.compile(r"\{[^{}]*\}")
+_STRING_START = re.compile(r"^([A-Za-z]*)('''|\"\"\"|'|\")", re.S)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One translatable piece of a notebook cell.
+
+    Attributes:
+        cell: the cell's index in the notebook.
+        kind: ``"markdown"``, ``"comment"`` or ``"string"``.
+        text: the English (the msgid).
+        start, end: where it sits in the cell's source (character offsets).
+        prefix: for a comment block, what goes before each line (indentation and ``# ``);
+            for a string, nothing (only the inside of the quotes is the unit).
+        f_string: True for an f-string (its ``{...}`` must stay as they are).
+    """
+
+    cell: int
+    kind: str
+    text: str
+    start: int
+    end: int
+    prefix: str = ""
+    f_string: bool = False
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def markdown_units(source: str, cell: int) -> list[Unit]:
+    """The blocks of one markdown cell that hold words."""
+    units, offset, block_start, fence = [], 0, None, None
+    lines = source.split("\n")
+    in_math = False
+    for number, line in enumerate(lines):
+        starts_fence = _FENCE.match(line)
+        if fence is None and not in_math and not line.strip():
+            if block_start is not None:
+                units.append((block_start, offset - 1))
+                block_start = None
+        elif block_start is None:
+            block_start = offset
+        if starts_fence:
+            fence = None if fence is not None and line.strip().startswith(fence) else (fence or starts_fence.group(1))
+        elif fence is None and line.strip().startswith("$$") and not (line.strip().endswith("$$") and len(line.strip()) > 2):
+            in_math = not in_math
+        offset += len(line) + 1
+        if number == len(lines) - 1 and block_start is not None:
+            units.append((block_start, len(source)))
+    return [Unit(cell, "markdown", source[a:b], a, b) for a, b in units if _has_words(source[a:b])]
+
+
+def _has_words(block: str) -> bool:
+    text = re.sub(r"`[^`]*`|\$[^$]*\$|<[^>]+>|https?://\S+", " ", block)
+    return bool(_WORD_IN_TEXT.search(text))
+
+
+# ----------------------------------------------------------------------------- code
+
+
+def _line_offsets(source: str) -> list[int]:
+    offsets, total = [0], 0
+    for line in source.split("\n"):
+        total += len(line) + 1
+        offsets.append(total)
+    return offsets
+
+
+def _displayed_nodes(tree: ast.AST) -> Iterator[ast.expr]:
+    """String nodes (plain and f-strings) that a display call or keyword shows."""
+
+    def strings_in(node: ast.expr) -> Iterator[ast.expr]:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) or isinstance(node, ast.JoinedStr):
+            yield node
+        elif isinstance(node, ast.BinOp):
+            yield from strings_in(node.left)
+            yield from strings_in(node.right)
+        elif isinstance(node, ast.IfExp):
+            yield from strings_in(node.body)
+            yield from strings_in(node.orelse)
+        elif isinstance(node, (ast.List, ast.Tuple)):
+            for item in node.elts:
+                yield from strings_in(item)
+
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        if name in DISPLAY_CALLS:
+            for arg in node.args:
+                yield from strings_in(arg)
+        for keyword in node.keywords:
+            if keyword.arg in DISPLAY_KEYWORDS or (name in DISPLAY_CALLS and keyword.arg is None):
+                yield from strings_in(keyword.value)
+
+
+def _node_span(node: ast.expr, source_lines: list[str], offsets: list[int]) -> tuple[int, int]:
+    def char(lineno: int, byte_col: int) -> int:
+        line = source_lines[lineno - 1]
+        return offsets[lineno - 1] + len(line.encode()[:byte_col].decode(errors="ignore"))
+
+    return char(node.lineno, node.col_offset), char(node.end_lineno, node.end_col_offset)
+
+
+def _string_tokens(tokens: list[tokenize.TokenInfo], offsets: list[int]) -> Iterator[tuple[int, int, str]]:
+    """(start, end, literal) of every string literal, f-strings whole (Python 3.12 splits them)."""
+    depth, start = 0, None
+    for token in tokens:
+        kind = tokenize.tok_name.get(token.type, "")
+        if kind == "FSTRING_START":
+            if depth == 0:
+                start = offsets[token.start[0] - 1] + token.start[1]
+            depth += 1
+        elif kind == "FSTRING_END":
+            depth -= 1
+            if depth == 0:
+                end = offsets[token.end[0] - 1] + token.end[1]
+                yield start, end, ""
+        elif token.type == tokenize.STRING and depth == 0:
+            a = offsets[token.start[0] - 1] + token.start[1]
+            b = offsets[token.end[0] - 1] + token.end[1]
+            yield a, b, token.string
+
+
+def code_units(source: str, cell: int) -> list[Unit]:
+    """The comments and shown strings of one code cell."""
+    offsets = _line_offsets(source)
+    lines = source.split("\n")
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+        tree = ast.parse(source)
+    except (SyntaxError, tokenize.TokenError):
+        return []
+    units = _comment_units(tokens, lines, offsets, cell)
+    shown = [_node_span(node, lines, offsets) for node in _displayed_nodes(tree)]
+    for a, b, _ in _string_tokens(tokens, offsets):
+        if not any(lo <= a and b <= hi for lo, hi in shown):
+            continue
+        literal = source[a:b]
+        match = _STRING_START.match(literal)
+        prefix, quote = match.group(1), match.group(2)
+        inner_start, inner_end = a + len(prefix) + len(quote), b - len(quote)
+        text = source[inner_start:inner_end]
+        if _WORD_IN_TEXT.search(_BRACES.sub(" ", text) if "f" in prefix.lower() else text):
+            units.append(Unit(cell, "string", text, inner_start, inner_end, f_string="f" in prefix.lower()))
+    return sorted(units, key=lambda unit: unit.start)
+
+
+def _comment_units(tokens, lines, offsets, cell) -> list[Unit]:
+    units: list[Unit] = []
+    group: list[tokenize.TokenInfo] = []
+
+    def close():
+        if group:
+            first, last = group[0], group[-1]
+            text = "\n".join(_comment_text(t.string) for t in group)
+            whole_line = lines[first.start[0] - 1][: first.start[1]].strip() == ""
+            if _WORD_IN_COMMENT.search(text) and not _SKIP_COMMENT.match(first.string):
+                indent = lines[first.start[0] - 1][: first.start[1]] if whole_line else ""
+                start = offsets[first.start[0] - 1] + (0 if whole_line else first.start[1])
+                end = offsets[last.end[0] - 1] + last.end[1]
+                units.append(Unit(cell, "comment", text, start, end, prefix=indent))
+            group.clear()
+
+    for token in tokens:
+        if token.type != tokenize.COMMENT:
+            continue
+        row, col = token.start
+        whole_line = lines[row - 1][:col].strip() == ""
+        previous = group[-1] if group else None
+        continues = (
+            previous is not None and whole_line and previous.start[0] == row - 1
+            and previous.start[1] == col and lines[previous.start[0] - 1][: previous.start[1]].strip() == ""
+        )
+        if not continues:
+            close()
+        group.append(token)
+        if not whole_line:
+            close()
+    close()
+    return units
+
+
+def _comment_text(comment: str) -> str:
+    text = comment[1:]
+    return text[1:] if text.startswith(" ") else text
+
+
+def cell_units(cell: nbformat.NotebookNode, index: int) -> list[Unit]:
+    """The units of one cell (raw cells have none)."""
+    if cell.cell_type == "markdown":
+        return markdown_units(cell.source, index)
+    if cell.cell_type == "code":
+        return code_units(cell.source, index)
+    return []
+
+
+def notebook_units(nb: nbformat.NotebookNode) -> list[Unit]:
+    """Every unit of a notebook, in reading order."""
+    return [unit for index, cell in enumerate(nb.cells) for unit in cell_units(cell, index)]
+
+
+# ----------------------------------------------------------------------------- applying translations
+
+
+def render(unit: Unit, translation: str) -> str:
+    """What replaces ``unit``'s text in the cell when it reads ``translation``."""
+    if unit.kind != "comment":
+        return translation
+    if unit.prefix or "\n" in unit.text:
+        return "\n".join(f"{unit.prefix}# {line}".rstrip() for line in translation.split("\n"))
+    return "# " + " ".join(translation.split("\n"))
+
+
+def translate_source(source: str, units: Iterable[Unit], translations: dict[str, str]) -> str:
+    """``source`` with each unit that has a translation replaced (the rest stay English)."""
+    for unit in sorted(units, key=lambda u: u.start, reverse=True):
+        translation = translations.get(unit.text)
+        if translation:
+            source = source[: unit.start] + render(unit, translation) + source[unit.end :]
+    return source
+
+
+def translate_notebook(nb: nbformat.NotebookNode, translations: dict[str, str]) -> nbformat.NotebookNode:
+    """The Chinese notebook: every unit translated, outputs cleared, the language cell in front."""
+    zh = nbformat.from_dict(nb)
+    for index, cell in enumerate(zh.cells):
+        cell.source = translate_source(cell.source, cell_units(cell, index), translations)
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    zh.cells.insert(0, nbformat.v4.new_code_cell(LANGUAGE_CELL))
+    zh.metadata["language"] = LANGUAGE
+    return zh
+
+
+def english_source(zh_path: Path) -> Path:
+    """The English notebook a Chinese one is built from."""
+    return NOTEBOOKS / zh_path.name
+
+
+# ----------------------------------------------------------------------------- catalogues
+
+
+def catalogue_path(notebook: Path) -> Path:
+    """The PO catalogue of one English notebook."""
+    return NOTEBOOK_CATALOGUES / f"{notebook.stem}.po"
+
+
+def current_translations(po: polib.POFile) -> dict[str, str]:
+    """msgid -> msgstr for every entry that is translated and not fuzzy."""
+    return {e.msgid: e.msgstr for e in po if e.msgstr and not e.obsolete and "fuzzy" not in e.flags}
+
+
+def load(path: Path) -> polib.POFile:
+    return polib.pofile(str(path), wrapwidth=0) if path.exists() else _new_po()
+
+
+def _new_po() -> polib.POFile:
+    po = polib.POFile(wrapwidth=0)
+    po.metadata = {
+        "Project-Id-Version": "attention-from-the-inside",
+        "Language": LOCALE,
+        "MIME-Version": "1.0",
+        "Content-Type": "text/plain; charset=UTF-8",
+        "Content-Transfer-Encoding": "8bit",
+        "Plural-Forms": "nplurals=1; plural=0;",
+    }
+    return po
+
+
+@dataclass(frozen=True)
+class Message:
+    """One English message to be translated, and where it comes from."""
+
+    text: str
+    where: str
+    kind: str
+    brace_format: bool = False
+
+
+def merge(path: Path, messages: Iterable[Message]) -> polib.POFile:
+    """``path``'s catalogue brought up to date with ``messages`` (written back), like msgmerge.
+
+    A message already there keeps its translation. A new message that is close to one that
+    went away takes that one's translation, marked fuzzy, with the old English kept as
+    ``previous_msgid``. A translation nobody uses any more stays at the end, obsolete.
+    """
+    old = load(path)
+    old_entries = {e.msgid: e for e in old}
+    po = _new_po()
+    seen: dict[str, polib.POEntry] = {}
+    for message in messages:
+        if message.text in seen:
+            seen[message.text].occurrences.append(tuple(message.where.rsplit(":", 1)))
+            continue
+        entry = polib.POEntry(msgid=message.text, msgstr="", occurrences=[tuple(message.where.rsplit(":", 1))], comment=message.kind)
+        if message.brace_format:
+            entry.flags.append("python-brace-format")
+        before = old_entries.get(message.text)
+        if before is not None and not before.obsolete:
+            entry.msgstr, entry.tcomment, entry.previous_msgid = before.msgstr, before.tcomment, before.previous_msgid
+            if "fuzzy" in before.flags:
+                entry.flags.append("fuzzy")
+        elif before is not None and before.msgstr:  # came back: its translation was kept, obsolete
+            entry.msgstr, entry.tcomment = before.msgstr, before.tcomment
+        seen[message.text] = entry
+        po.append(entry)
+    gone = [e for e in old if e.msgid not in seen and e.msgstr and e.msgid]
+    for entry in po:
+        if entry.msgstr or not gone:
+            continue
+        match = difflib.get_close_matches(entry.msgid, [e.msgid for e in gone], n=1, cutoff=0.6)
+        if match:
+            before = next(e for e in gone if e.msgid == match[0])
+            entry.msgstr, entry.tcomment, entry.previous_msgid = before.msgstr, before.tcomment, before.msgid
+            entry.flags.append("fuzzy")
+    used = {e.previous_msgid for e in po if "fuzzy" in e.flags}
+    for before in gone:
+        if before.msgid not in used:
+            po.append(polib.POEntry(msgid=before.msgid, msgstr=before.msgstr, tcomment=before.tcomment, obsolete=True))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    po.save(str(path))
+    return po
+
+
+def notebook_messages(notebook: Path) -> list[Message]:
+    nb = nbformat.read(notebook, as_version=4)
+    return [
+        Message(u.text, f"{notebook.name}:{u.cell}", _KIND_NAMES[u.kind], u.f_string) for u in notebook_units(nb)
+    ]
+
+
+_KIND_NAMES = {"markdown": "markdown", "comment": "code comment", "string": "string shown by the code"}
+
+
+# ----------------------------------------------------------------------------- the package's messages
+
+
+def package_modules() -> list[Path]:
+    """The package's modules that mark messages with ``_`` or ``N_``."""
+    return [
+        path for path in sorted(PACKAGE.rglob("*.py"))
+        if "tooling" not in path.parts and path.name != "i18n.py" and re.search(r"\bN?_\(", path.read_text(encoding="utf-8"))
+    ]
+
+
+def package_catalogue_path(module: Path) -> Path:
+    """``course_utils/checks/nb03.py`` -> ``.../LC_MESSAGES/checks.nb03.po``."""
+    dotted = ".".join(module.relative_to(PACKAGE).with_suffix("").parts)
+    return PACKAGE_CATALOGUES / f"{dotted}.po"
+
+
+def package_messages(module: Path) -> list[Message]:
+    """Every literal passed to ``_()`` or ``N_()`` in ``module``.
+
+    Raises:
+        ValueError: when ``_`` or ``N_`` gets something other than one string literal (an
+            f-string cannot be translated: use ``_("... {name} ...").format(name=...)``).
+    """
+    source = module.read_text(encoding="utf-8")
+    messages = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("_", "N_"):
+            arg = node.args[0] if len(node.args) == 1 and not node.keywords else None
+            if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+                where = f"{module.relative_to(ROOT)}:{node.lineno}"
+                raise ValueError(f"{where}: {node.func.id}() takes one string literal, got {ast.unparse(node)[:80]}")
+            brace = bool(_BRACES.search(arg.value))
+            messages.append(Message(arg.value, f"{module.relative_to(ROOT)}:{node.lineno}", "package message", brace))
+    return messages
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def extract() -> None:
+    for notebook in course_notebooks():
+        po = merge(catalogue_path(notebook), notebook_messages(notebook))
+        print(f"{catalogue_path(notebook).relative_to(ROOT)}: {_summary(po)}")
+    for module in package_modules():
+        path = package_catalogue_path(module)
+        po = merge(path, package_messages(module))
+        print(f"{path.relative_to(ROOT)}: {_summary(po)}")
+
+
+def build(notebooks: Iterable[Path] = ()) -> list[Path]:
+    """Write the Chinese notebooks (not executed) and return their paths."""
+    written = []
+    ZH_NOTEBOOKS.mkdir(parents=True, exist_ok=True)
+    for notebook in notebooks or course_notebooks():
+        nb = nbformat.read(notebook, as_version=4)
+        translations = current_translations(load(catalogue_path(notebook)))
+        target = ZH_NOTEBOOKS / notebook.name
+        nbformat.write(translate_notebook(nb, translations), target)
+        written.append(target)
+    return written
+
+
+def _summary(po: polib.POFile) -> str:
+    entries = [e for e in po if not e.obsolete]
+    fuzzy = sum("fuzzy" in e.flags for e in entries)
+    empty = sum(not e.msgstr for e in entries)
+    return f"{len(entries)} entries, {empty} untranslated, {fuzzy} fuzzy"
+
+
+def status() -> int:
+    todo = 0
+    paths = [catalogue_path(n) for n in course_notebooks()] + [package_catalogue_path(m) for m in package_modules()]
+    for path in paths:
+        po = load(path)
+        print(f"{path.relative_to(ROOT)}: {_summary(po)}")
+        todo += sum(1 for e in po if not e.obsolete and (not e.msgstr or "fuzzy" in e.flags))
+    return 1 if todo else 0
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+@dataclass(frozen=True)
+class Term:
+    """One glossary row: the English spellings, the one Chinese rendering, whether tests hold to it."""
+
+    english: tuple[str, ...]
+    chinese: str
+    checked: bool
+
+    def english_pattern(self) -> re.Pattern:
+        spellings = "|".join(re.escape(e).replace(r"\ ", r"[\s-]+") for e in sorted(self.english, key=len, reverse=True))
+        return re.compile(rf"(?<![\w-])(?:{spellings})(?:s|es)?(?![\w-])", re.I)
+
+    def chinese_pattern(self) -> re.Pattern:
+        return re.compile(re.escape(self.chinese).replace(r"\ ", r"\s?"))
+
+
+def glossary() -> list[Term]:
+    """The rows of the glossary (``notebooks/zh/术语表.md``)."""
+    terms = []
+    for line in GLOSSARY.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0] not in ("英文", "") and not set(cells[0]) <= set("-: "):
+            terms.append(Term(tuple(e.strip() for e in cells[0].split(" / ")), cells[1], cells[2] == "✓"))
+    return terms
+
+
+def prose(markdown: str) -> str:
+    """Markdown without what is not prose: code, maths, link targets, HTML tags, URLs."""
+    text = re.sub(r"(^|\n)\s*(```|~~~).*?(\n\s*\2|$)", "\n", markdown, flags=re.S)
+    text = re.sub(r"\$\$.*?\$\$|\$[^$\n]*\$|`[^`\n]*`|\]\([^)]*\)|<[^>]+>|https?://\S+", " ", text, flags=re.S)
+    return text
+
+
+def _without_headings(markdown: str) -> str:
+    return "\n".join(line for line in markdown.split("\n") if not line.lstrip().startswith("#"))
+
+
+def _cell_of(entry: polib.POEntry) -> str:
+    return f"cell {entry.occurrences[0][1]}" if entry.occurrences else "cell ?"
+
+
+def _clip(text: str, n: int = 70) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def catalogue_problems(notebook: Path) -> list[str]:
+    """What keeps one notebook's catalogue from being a complete, current translation."""
+    po = load(catalogue_path(notebook))
+    entries = {e.msgid: e for e in po if not e.obsolete}
+    problems = []
+    nb = nbformat.read(notebook, as_version=4)
+    for unit in notebook_units(nb):
+        entry = entries.get(unit.text)
+        where = f"notebooks/{notebook.name}, cell {unit.cell} ({unit.kind})"
+        if entry is None:
+            problems.append(f"{where}: this English has no entry in {catalogue_path(notebook).relative_to(ROOT)} "
+                            f"(run `make translations`, then translate it): {_clip(unit.text)!r}")
+        elif not entry.msgstr:
+            problems.append(f"{where}: not translated yet: {_clip(unit.text)!r}")
+        elif "fuzzy" in entry.flags:
+            problems.append(f"{where}: the English changed since it was translated (fuzzy entry): {_clip(unit.text)!r}")
+        elif unit.f_string or "python-brace-format" in entry.flags:
+            if sorted(_BRACES.findall(unit.text)) != sorted(_BRACES.findall(entry.msgstr)):
+                problems.append(f"{where}: the translation must keep every {{...}} of the English as it is: {_clip(unit.text)!r}")
+    return problems
+
+
+def glossary_problems(notebook: Path) -> list[str]:
+    """Where one notebook's translation departs from the glossary."""
+    terms = [t for t in glossary() if t.checked]
+    po = load(catalogue_path(notebook))
+    problems = []
+    for entry in po:
+        if entry.obsolete or not entry.msgstr or entry.comment != "markdown":
+            continue
+        english, chinese = prose(entry.msgid), prose(entry.msgstr)
+        for term in terms:
+            if term.english_pattern().search(english) and not term.chinese_pattern().search(chinese):
+                problems.append(
+                    f"notebooks/{notebook.name}, {_cell_of(entry)}: the English says {term.english[0]!r}; "
+                    f"the glossary renders it {term.chinese!r}, which the translation lacks: {_clip(entry.msgid)!r}"
+                )
+    zh = ZH_NOTEBOOKS / notebook.name
+    if zh.exists():
+        problems += first_use_problems(nbformat.read(zh, as_version=4), notebook.name, terms)
+    return problems
+
+
+def first_use_problems(zh: nbformat.NotebookNode, name: str, terms: list[Term]) -> list[str]:
+    """Each checked term's first use in a Chinese notebook's prose must be followed by its English in brackets."""
+    text = "\n\n".join(_without_headings(prose(c.source)) for c in zh.cells if c.cell_type == "markdown")
+    longer = sorted(terms, key=lambda t: len(t.chinese), reverse=True)
+    problems = []
+    for term in terms:
+        taken = [m.span() for t in longer if len(t.chinese) > len(term.chinese) and term.chinese in t.chinese
+                 for m in t.chinese_pattern().finditer(text)]
+        first = next((m for m in term.chinese_pattern().finditer(text)
+                      if not any(a <= m.start() < b for a, b in taken)), None)
+        if first is None:
+            continue
+        after = text[first.end():first.end() + 80]
+        bracketed = re.match(r"\s?[（(]\s*(.+?)\s*[）)]", after)
+        if not (bracketed and term.english_pattern().match(bracketed.group(1))):
+            problems.append(
+                f"notebooks/zh/{name}: the first use of {term.chinese!r} needs its English after it, "
+                f"{term.chinese}（{term.english[0]}）: …{_clip(text[max(0, first.start() - 20):first.end() + 20], 60)}…"
+            )
+    return problems
+
+
+def code_problems(notebook: Path) -> list[str]:
+    """Where the Chinese notebook's sources are not what the English and the catalogue make."""
+    zh_path = ZH_NOTEBOOKS / notebook.name
+    if not zh_path.exists():
+        return [f"notebooks/zh/{notebook.name} is missing: run `make zh`"]
+    expected = translate_notebook(nbformat.read(notebook, as_version=4), current_translations(load(catalogue_path(notebook))))
+    actual = nbformat.read(zh_path, as_version=4)
+    if len(actual.cells) != len(expected.cells):
+        return [f"notebooks/zh/{notebook.name} has {len(actual.cells)} cells, the English and its catalogue make "
+                f"{len(expected.cells)}: run `make zh`"]
+    problems = []
+    for index, (a, e) in enumerate(zip(actual.cells, expected.cells)):
+        if a.cell_type != e.cell_type or a.source != e.source:
+            problems.append(f"notebooks/zh/{notebook.name}, cell {index}: differs from what notebooks/{notebook.name} "
+                            f"(cell {index - 1}) and its catalogue make: run `make zh`")
+        elif a.cell_type == "code":
+            try:
+                ast.parse(a.source)
+            except SyntaxError as exc:
+                problems.append(f"notebooks/zh/{notebook.name}, cell {index}: the translated code does not parse: {exc}")
+    return problems
+
+
+# ----------------------------------------------------------------------------- the CJK font
+
+SYSTEM_CJK_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
+
+
+def font_characters() -> set[str]:
+    """Every non-ASCII character a plot or printed string of the Chinese edition may draw."""
+    chars: set[str] = set()
+    for notebook in course_notebooks():
+        for entry in load(catalogue_path(notebook)):
+            if entry.comment != "markdown":
+                chars.update(entry.msgstr)
+    for module in package_modules():
+        for entry in load(package_catalogue_path(module)):
+            chars.update(entry.msgstr)
+    chars.update(LANGUAGE_CELL)
+    return {c for c in chars if ord(c) > 0x2E7F}  # CJK punctuation, kana and ideographs onwards
+
+
+def write_font() -> Path:
+    """Subset Noto Sans CJK SC to :func:`font_characters` (needs Debian's fonts-noto-cjk)."""
+    from fontTools import subset
+    from fontTools.ttLib import TTCollection
+
+    from course_utils.i18n import CJK_FONT
+
+    collection = TTCollection(str(SYSTEM_CJK_FONT))
+    font = next(f for f in collection.fonts if f["name"].getDebugName(1) == "Noto Sans CJK SC")
+    options = subset.Options()
+    options.name_IDs = ["*"]
+    options.layout_features = ["*"]
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(text="".join(sorted(font_characters())))
+    subsetter.subset(font)
+    for record in font["name"].names:  # a subset is a different font: say so in its name
+        if record.nameID in (1, 4, 16):
+            record.string = "Noto Sans SC (course subset)"
+        elif record.nameID == 6:
+            record.string = "NotoSansSC-CourseSubset"
+    CJK_FONT.parent.mkdir(parents=True, exist_ok=True)
+    font.save(str(CJK_FONT))
+    return CJK_FONT
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["extract", "build", "status", "check", "font"])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="build: English notebooks (default: all)")
+    args = parser.parse_args(argv)
+    if args.command == "extract":
+        extract()
+    elif args.command == "build":
+        for path in build(args.notebooks):
+            print(f"wrote {path.relative_to(ROOT)}")
+    elif args.command == "status":
+        return status()
+    elif args.command == "check":
+        problems = []
+        for notebook in args.notebooks or course_notebooks():
+            notebook = NOTEBOOKS / Path(notebook).name
+            problems += catalogue_problems(notebook) + glossary_problems(notebook) + code_problems(notebook)
+        print("\n".join(problems) or "no problems")
+        return 1 if problems else 0
+    else:
+        print(f"wrote {write_font()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
