@@ -22,6 +22,8 @@ Commands (``python -m course_utils.tooling.translate ...``)::
     build     write notebooks/zh/ from the English notebooks and the catalogues
               (``make zh`` also executes them)
     check     what the tests would say of the given notebooks' translations (default: all)
+    extract-package, check-package
+              the same for the given modules of the package (default: all)
     status    how many entries each catalogue has, and how many are untranslated or fuzzy
     font      rewrite the course's CJK font subset from Debian's fonts-noto-cjk
 
@@ -446,11 +448,12 @@ def package_messages(module: Path) -> list[Message]:
 # ----------------------------------------------------------------------------- commands
 
 
-def extract() -> None:
-    for notebook in course_notebooks():
+def extract(notebooks: bool = True, modules: Iterable[Path] = ()) -> None:
+    """Bring catalogues up to date: every notebook's (when ``notebooks``) and the given modules' (default: all)."""
+    for notebook in course_notebooks() if notebooks else ():
         po = merge(catalogue_path(notebook), notebook_messages(notebook))
         print(f"{catalogue_path(notebook).relative_to(ROOT)}: {_summary(po)}")
-    for module in package_modules():
+    for module in [m.resolve() for m in modules] or package_modules():
         path = package_catalogue_path(module)
         po = merge(path, package_messages(module))
         print(f"{path.relative_to(ROOT)}: {_summary(po)}")
@@ -600,6 +603,22 @@ def first_use_problems(zh: nbformat.NotebookNode, name: str, terms: list[Term]) 
     return problems
 
 
+def package_problems(module: Path) -> list[str]:
+    """What keeps one module's catalogue from being a complete, current translation."""
+    path = package_catalogue_path(module)
+    entries = {e.msgid: e for e in load(path) if not e.obsolete}
+    problems = []
+    for message in package_messages(module):
+        entry = entries.get(message.text)
+        if entry is None or not entry.msgstr:
+            problems.append(f"{message.where}: not translated in {path.relative_to(ROOT)}: {_clip(message.text)!r}")
+        elif "fuzzy" in entry.flags:
+            problems.append(f"{message.where}: the English changed since it was translated (fuzzy): {_clip(message.text)!r}")
+        elif sorted(_BRACES.findall(message.text)) != sorted(_BRACES.findall(entry.msgstr)):
+            problems.append(f"{message.where}: the translation must keep every {{...}} as it is: {_clip(message.text)!r}")
+    return problems
+
+
 def code_problems(notebook: Path) -> list[str]:
     """Where the Chinese notebook's sources are not what the English and the catalogue make."""
     zh_path = ZH_NOTEBOOKS / notebook.name
@@ -669,11 +688,18 @@ def write_font() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["extract", "build", "status", "check", "font"])
-    parser.add_argument("notebooks", nargs="*", type=Path, help="build: English notebooks (default: all)")
+    parser.add_argument("command", choices=["extract", "extract-package", "build", "status", "check", "check-package", "font"])
+    parser.add_argument("paths", nargs="*", type=Path, help="English notebooks, or modules for *-package (default: all)")
     args = parser.parse_args(argv)
+    args.notebooks = args.paths
     if args.command == "extract":
         extract()
+    elif args.command == "extract-package":
+        extract(notebooks=False, modules=args.paths)
+    elif args.command == "check-package":
+        problems = [p for module in (args.paths or package_modules()) for p in package_problems(module.resolve())]
+        print("\n".join(problems) or "no problems")
+        return 1 if problems else 0
     elif args.command == "build":
         for path in build(args.notebooks):
             print(f"wrote {path.relative_to(ROOT)}")
