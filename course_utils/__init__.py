@@ -8,6 +8,7 @@ from . import activations, progress
 from .attention import Head, MultiheadAttention, scaled_dot_product_attention
 from .core import get_device, seed_everything
 from .gpt import GPT, evaluate_loss, sample_next_token
+from .i18n import get_language, set_language
 from .kv_cache import KVCache, kv_cache_bytes, repeat_kv
 from .module_tools import trace_shapes
 from .positions import alibi_bias, alibi_slopes, apply_rope, sinusoidal_positions
@@ -51,4 +52,6 @@ __all__ = [
     "KVCache", "kv_cache_bytes", "repeat_kv",
     # the learner's own progress table: course_utils.progress()
     "progress",
+    # the language of checks, hints and plots: "en" or "zh" (also $COURSE_LANG)
+    "set_language", "get_language",
 ]

@@ -304,7 +304,6 @@ def translate_notebook(nb: nbformat.NotebookNode, translations: dict[str, str]) 
             cell.outputs = []
             cell.execution_count = None
     zh.cells.insert(0, nbformat.v4.new_code_cell(LANGUAGE_CELL))
-    zh.metadata["language"] = LANGUAGE
     return zh
 
 
