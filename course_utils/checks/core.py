@@ -33,10 +33,13 @@ from typing import Any
 
 import torch
 
+from .. import i18n
+from ..i18n import N_, _
 from . import isolation
 from .isolation import BoundedText, CaseTimeout
 
-NOT_ATTEMPTED = "not attempted yet"
+#: The start of the message for a missing solution (shown through ``_``, in the language in force).
+NOT_ATTEMPTED = N_("not attempted yet")
 
 #: Seconds a candidate may take on one case (an :class:`Exercise` can set its own).
 DEFAULT_TIME_LIMIT_S = 5.0
@@ -49,23 +52,23 @@ LINE_CHARS = 1000
 #: Seconds the progress recorder may take before a check gives up on it.
 RECORD_LIMIT_S = 2.0
 
-#: What ``CheckResult.kind`` can be.
+#: What ``CheckResult.kind`` can be (the descriptions are shown through ``_``).
 KINDS = {
-    "passed": "every case agrees with the reference",
-    "not attempted": "no solution yet (None, ..., or the stub's NotImplementedError)",
-    "unknown exercise": "no exercise has this id",
-    "type": "not a function or class, a class instance, or a returned value of the wrong type",
-    "returned none": "the code returned None where a value was expected",
-    "exception": "the code raised an exception (not a planted one)",
-    "timeout": "the code ran past its time limit on a case",
-    "changed input": "the code changed one of its inputs in place",
-    "shape": "an output has the wrong shape",
-    "dtype": "an output has the wrong dtype",
-    "device": "an output is on the wrong device",
-    "nan": "an output has NaN or inf where the reference is finite",
-    "values": "outputs differ in value (or entries are missing or unexpected)",
-    "mistake": "the code behaves like a planted mistake on every case (see ``CheckResult.mistake``)",
-    "check fault": "the check itself failed: a fault of the course, not of the code checked",
+    "passed": N_("every case agrees with the reference"),
+    "not attempted": N_("no solution yet (None, ..., or the stub's NotImplementedError)"),
+    "unknown exercise": N_("no exercise has this id"),
+    "type": N_("not a function or class, a class instance, or a returned value of the wrong type"),
+    "returned none": N_("the code returned None where a value was expected"),
+    "exception": N_("the code raised an exception (not a planted one)"),
+    "timeout": N_("the code ran past its time limit on a case"),
+    "changed input": N_("the code changed one of its inputs in place"),
+    "shape": N_("an output has the wrong shape"),
+    "dtype": N_("an output has the wrong dtype"),
+    "device": N_("an output is on the wrong device"),
+    "nan": N_("an output has NaN or inf where the reference is finite"),
+    "values": N_("outputs differ in value (or entries are missing or unexpected)"),
+    "mistake": N_("the code behaves like a planted mistake on every case (see ``CheckResult.mistake``)"),
+    "check fault": N_("the check itself failed: a fault of the course, not of the code checked"),
 }
 
 _CHECKS_DIR = Path(__file__).resolve().parent
@@ -218,12 +221,12 @@ class Exercise:
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:  # a fault of the check must not crash a learner's notebook
-                result = self._result("check fault", f"the check itself failed ({_exception_text(exc)}); please report this.")
+                result = self._result("check fault", _("the check itself failed ({error}); please report this.").format(error=_exception_text(exc)))
         return result
 
     def _check(self, candidate: Any, saved: isolation.Snapshot, time_limit: float | None) -> CheckResult:
         if candidate is None or candidate is Ellipsis:
-            return self._result("not attempted", f"{NOT_ATTEMPTED}: define your solution, then run this cell again.")
+            return self._result("not attempted", _("{not_attempted}: define your solution, then run this cell again.").format(not_attempted=_shown(NOT_ATTEMPTED)))
         problem = self._unusable(candidate)
         if problem:
             return self._result("type", problem)
@@ -245,8 +248,8 @@ class Exercise:
         for index, (case, got) in enumerate(zip(cases, outcomes)):
             if got.timed_out:
                 limit = f"{got.seconds:.2g}" if got.seconds < 10 else f"{got.seconds:.0f}"
-                return self._result("timeout", f"on {case.label}: your code was stopped after {limit} s; "
-                                    "does a loop in it never end?", case=case.label)
+                return self._result("timeout", _("on {case}: your code was stopped after {limit} s; does a loop in it never end?")
+                                    .format(case=_shown(case.label), limit=limit), case=case.label)
             difference = self._difference(got, expected[index], case)
             if difference is None:
                 continue
@@ -258,27 +261,29 @@ class Exercise:
                 return self._mistake_result(mistake, case, got)
             return self._result(kind, text, case=case.label)
         n = len(cases)
-        return self._result("passed", "1 test passed." if n == 1 else f"all {n} tests passed.")
+        return self._result("passed", _("1 test passed.") if n == 1 else _("all {n} tests passed.").format(n=n))
 
     def _difference(self, got: _Outcome, expected: _Outcome, case: Case) -> tuple[str, str] | None:
         """(kind, message) saying how ``got`` differs from ``expected`` on ``case``, or None."""
         if got.error is not None:
             if isinstance(got.error, NotImplementedError):
-                return "not attempted", f"{NOT_ATTEMPTED}: replace the `raise NotImplementedError` with your code."
+                return "not attempted", _("{not_attempted}: replace the `raise NotImplementedError` with your code.").format(
+                    not_attempted=_shown(NOT_ATTEMPTED))
             return _explain_exception(got.error, case)
         if got.changed:
-            return "changed input", (
-                f"on {case.label}: your code changed its input {got.changed} in place; leave inputs untouched "
+            return "changed input", _(
+                "on {case}: your code changed its input {name} in place; leave inputs untouched "
                 "(use out-of-place operations such as `x - m`, not `x -= m` or `x.sub_(m)`)."
-            )
+            ).format(case=_shown(case.label), name=got.changed)
         difference = _guarded_compare(got.value, expected.value, self.atol, self.rtol, self._locator(case))
-        return None if difference is None else (difference[0], f"on {case.label}: {difference[1]}")
+        return None if difference is None else (difference[0], _("on {case}: {difference}").format(case=_shown(case.label), difference=difference[1]))
 
     def _mistake_result(self, mistake: Mistake, case: Case, got: _Outcome) -> CheckResult:
         if got.error is not None:
-            text = f"on {case.label} your code raised {type(got.error).__name__}: {mistake.hint}."
+            text = _("on {case} your code raised {error}: {hint}.").format(case=_shown(case.label), error=type(got.error).__name__,
+                                                                          hint=_shown(mistake.hint))
         else:
-            text = f"on {case.label}: {mistake.hint}."
+            text = _("on {case}: {hint}.").format(case=_shown(case.label), hint=_shown(mistake.hint))
         return self._result("mistake", text, mistake=mistake.name, case=case.label)
 
     def _result(self, kind: str, message: str, mistake: str | None = None, case: str | None = None) -> CheckResult:
@@ -314,8 +319,9 @@ class Exercise:
             outcomes = [self._run(self.reference, case, i, saved) for i, case in enumerate(cases)]
             for case, outcome in zip(cases, outcomes):
                 if outcome.error is not None or outcome.changed:
-                    problem = _exception_text(outcome.error) if outcome.error is not None else f"changed {outcome.changed}"
-                    raise _CheckFault(f"the reference failed on {case.label}: {problem}")
+                    problem = (_exception_text(outcome.error) if outcome.error is not None
+                               else _("changed {name}").format(name=outcome.changed))
+                    raise _CheckFault(_("the reference failed on {case}: {problem}").format(case=_shown(case.label), problem=problem))
             memo["expected"] = outcomes
         return memo["expected"]
 
@@ -360,14 +366,15 @@ class Exercise:
         try:
             if inspect.isclass(self.reference) and isinstance(candidate, torch.nn.Module):
                 name = type(candidate).__name__
-                return (f"you passed an instance of {name}, built with {name}(...); pass the class itself: "
-                        f"check({self.id!r}, {name})")
+                return _("you passed an instance of {name}, built with {name}(...); pass the class itself: "
+                         "check({id}, {name})").format(name=name, id=repr(self.id))
             if inspect.isgenerator(candidate):
-                return "you passed a generator object (what a function with `yield` returns); pass the function itself."
+                return _("you passed a generator object (what a function with `yield` returns); pass the function itself.")
             if not callable(candidate):
-                return f"expected a function or class to check, got {_describe(candidate)}."
+                return _("expected a function or class to check, got {what}.").format(what=_describe(candidate))
         except Exception as exc:
-            return f"expected a function or class to check, got an object that cannot be inspected ({_exception_text(exc)})."
+            return _("expected a function or class to check, got an object that cannot be inspected ({error}).").format(
+                error=_exception_text(exc))
         return None
 
     def _parameter_names(self) -> list[str]:
@@ -393,7 +400,7 @@ class Exercise:
             if tuple(x.shape) != tuple(shape) or x.is_complex():
                 return None
             value = _number(x[index])
-            return f"{name} = {value}" if x.dim() == 1 else f"index {index}, where {name} = {value}"
+            return f"{name} = {value}" if x.dim() == 1 else _("index {index}, where {name} = {value}").format(index=index, name=name, value=value)
 
         return locate
 
@@ -413,7 +420,7 @@ def _same_outcome(got: _Outcome, planted: _Outcome, atol: float, rtol: float) ->
 
 
 def _named_inputs(case: Case, names: Sequence[str]) -> list[tuple[str, Any]]:
-    positional = [(f"`{names[i]}`" if i < len(names) else f"argument {i + 1}", a) for i, a in enumerate(case.args)]
+    positional = [(f"`{names[i]}`" if i < len(names) else _("argument {n}").format(n=i + 1), a) for i, a in enumerate(case.args)]
     return positional + [(f"`{k}`", v) for k, v in case.kwargs.items()]
 
 
@@ -441,18 +448,21 @@ def _explain_exception(exc: BaseException, case: Case) -> tuple[str, str]:
     """(kind, message) for an exception that came out of observing the candidate."""
     if _raised_in_check_code(exc):
         if isinstance(exc, (AttributeError, TypeError)) and re.search(r"\bNone(Type)?\b", _safe_str(exc)):
-            return "returned none", (f"on {case.label}: your code returned None where a value was expected; "
-                                     "did you forget a `return` (in `forward`)?")
+            return "returned none", _("on {case}: your code returned None where a value was expected; "
+                                      "did you forget a `return` (in `forward`)?").format(case=_shown(case.label))
         missing = _missing_attribute(exc)
         if missing:
-            return "type", (f"on {case.label}: your {missing[0]} has no attribute `{missing[1]}`, which the check uses: "
-                            "name it as the exercise asks.")
-        return "type", f"on {case.label}: the check could not use what your code returned ({_exception_text(exc)})."
+            return "type", _("on {case}: your {owner} has no attribute `{attribute}`, which the check uses: "
+                             "name it as the exercise asks.").format(case=_shown(case.label), owner=missing[0], attribute=missing[1])
+        return "type", _("on {case}: the check could not use what your code returned ({error}).").format(
+            case=_shown(case.label), error=_exception_text(exc))
     name = type(exc).__name__
     text = _safe_str(exc, limit=400)
     if isinstance(exc, SystemExit):
-        text = "it called exit() or sys.exit(), which would stop the whole program; return a value instead"
-    return "exception", f"on {case.label} your code raised {name}{': ' + text if text else ''}{_learner_frame(exc)}"
+        text = _("it called exit() or sys.exit(), which would stop the whole program; return a value instead")
+    if text:
+        return "exception", _("on {case} your code raised {error}: {text}").format(case=_shown(case.label), error=name, text=text) + _learner_frame(exc)
+    return "exception", _("on {case} your code raised {error}").format(case=_shown(case.label), error=name) + _learner_frame(exc)
 
 
 def _missing_attribute(exc: BaseException) -> tuple[str, str] | None:
@@ -460,7 +470,7 @@ def _missing_attribute(exc: BaseException) -> tuple[str, str] | None:
     obj, name = getattr(exc, "obj", None), getattr(exc, "name", None)
     if isinstance(exc, AttributeError) and isinstance(name, str) and obj is not None and not isinstance(obj, torch.Tensor):
         kind = type(obj).__name__
-        return (kind if isinstance(obj, torch.nn.Module) else f"{kind} object", name)
+        return (kind if isinstance(obj, torch.nn.Module) else _("{type} object").format(type=kind), name)
     return None
 
 
@@ -490,7 +500,7 @@ def _learner_frame(exc: BaseException) -> str:
         return ""
     frame = frames[-1]
     line = (frame.line or "").strip()
-    return f"\n  (at line {frame.lineno} of your cell: `{line[:120]}`)" if line else ""
+    return "\n" + _("  (at line {lineno} of your cell: `{line}`)").format(lineno=frame.lineno, line=line[:120]) if line else ""
 
 
 def _safe_str(value: Any, limit: int = 100_000) -> str:
@@ -500,7 +510,7 @@ def _safe_str(value: Any, limit: int = 100_000) -> str:
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
-        return f"(its text cannot be shown: __str__ raised {type(exc).__name__})"
+        return _("(its text cannot be shown: __str__ raised {error})").format(error=type(exc).__name__)
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -512,13 +522,21 @@ def _exception_text(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- writing messages
 
 
+def _shown(text: str) -> str:
+    """A text marked with ``N_`` where it was defined (a hint, a case label, an exercise title), as shown now.
+
+    Translated when it is shown, so that ``set_language`` works after the checks are imported.
+    """
+    return i18n._(text)
+
+
 def _capped(message: str, lines: int = MESSAGE_LINES) -> str:
     """``message`` cut to ``lines`` lines of at most :data:`LINE_CHARS` characters."""
     kept = message.splitlines()[:lines] if message else [""]
     kept = [line if len(line) <= LINE_CHARS else line[: LINE_CHARS - 3] + "..." for line in kept]
     more = len(message.splitlines()) - len(kept)
     if more > 0:
-        kept[-1] += f" (... {more} more line{'s' if more != 1 else ''})"
+        kept[-1] += " " + (_("(... 1 more line)") if more == 1 else _("(... {n} more lines)").format(n=more))
     return "\n".join(kept)
 
 
@@ -530,8 +548,8 @@ def _printed_note(printed: BoundedText) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
     shown = [f"  | {line[:120]}" for line in lines[:PRINTED_LINES]]
     more = len(lines) - len(shown) if not printed.dropped else max(printed.lines - len(shown), 1)
-    tail = f"\n  | ... ({_plural(more, 'more line')})" if more > 0 else ""
-    return "\nyour code printed:\n" + "\n".join(shown) + tail
+    tail = "\n  | ... " + (_("(1 more line)") if more == 1 else _("({n} more lines)").format(n=more)) if more > 0 else ""
+    return "\n" + _("your code printed:") + "\n" + "\n".join(shown) + tail
 
 
 def _replace(result: CheckResult, cls: type = CheckResult, **changes) -> CheckResult:
@@ -556,20 +574,20 @@ def _describe(value: Any) -> str:
     except KeyboardInterrupt:
         raise
     except BaseException:
-        return f"a {type(value).__name__} object"
+        return _("a {type} object").format(type=type(value).__name__)
 
 
 def _describe_unguarded(value: Any) -> str:
     if value is None:
         return "None"
     if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(_plain_tensor(value).shape)}"
+        return _("a tensor of shape {shape}").format(shape=tuple(_plain_tensor(value).shape))
     if type(value).__module__ == "numpy" and hasattr(value, "shape"):
-        return f"a numpy array of shape {tuple(value.shape)}"
+        return _("a numpy array of shape {shape}").format(shape=tuple(value.shape))
     if inspect.isgenerator(value):
-        return "a generator (is there a `yield` in your code? return the value instead)"
+        return _("a generator (is there a `yield` in your code? return the value instead)")
     if isinstance(value, (list, tuple, dict, set)):
-        return f"a {type(value).__name__} of {len(value)} item{'s' if len(value) != 1 else ''}"
+        return _items(type(value).__name__, len(value))
     return f"{type(value).__name__} {_short(value)}"
 
 
@@ -579,8 +597,16 @@ def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+def _items(container: str, n: int) -> str:
+    """'a list of 1 item', 'a tuple of 3 items', in the language in force."""
+    if n == 1:
+        return _("a {container} of 1 item").format(container=container)
+    return _("a {container} of {n} items").format(container=container, n=n)
+
+
+def _positions(n: int) -> str:
+    """'1 position', '3 positions', in the language in force."""
+    return _("1 position") if n == 1 else _("{n} positions").format(n=n)
 
 
 # --------------------------------------------------------------------------- comparing observations
@@ -593,24 +619,25 @@ def compare(got: Any, expected: Any, atol: float = 1e-6, rtol: float = 1e-5, whe
     mappings key by key; tuples and lists item by item (lists of names by what is missing
     or unexpected); other values with ``==`` (floats with the tolerances).
     """
-    difference = _compare(got, expected, atol, rtol, where, None)
+    difference = _compare(got, expected, atol, rtol, _shown(where), None)
     return None if difference is None else difference[1]
 
 
 def _guarded_compare(got, expected, atol, rtol, locate=None) -> tuple[str, str] | None:
     """:func:`_compare` for a learner's value, whose methods may raise anything."""
     try:
-        return _compare(got, expected, atol, rtol, "the output", locate)
+        return _compare(got, expected, atol, rtol, _("the output"), locate)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
-        return "type", f"the check could not compare what your code returned ({_describe(got)}) with the expected value ({_exception_text(exc)})."
+        return "type", _("the check could not compare what your code returned ({what}) with the expected value ({error}).").format(
+            what=_describe(got), error=_exception_text(exc))
 
 
 def _compare(got, expected, atol, rtol, where, locate) -> tuple[str, str] | None:
     """(kind, sentence) saying how ``got`` differs from ``expected``, or None when they agree."""
     if got is None and expected is not None:
-        return "returned none", f"{where} is None: did you forget a `return`?"
+        return "returned none", _("{where} is None: did you forget a `return`?").format(where=where)
     if isinstance(expected, torch.Tensor):
         return _compare_tensors(got, expected, atol, rtol, where, locate)
     if isinstance(expected, Mapping):
@@ -620,10 +647,10 @@ def _compare(got, expected, atol, rtol, where, locate) -> tuple[str, str] | None
     if isinstance(expected, float) and isinstance(got, (int, float)):
         if math.isclose(got, expected, rel_tol=rtol, abs_tol=atol) or (math.isnan(got) and math.isnan(expected)):
             return None
-        return "values", f"{where} is {got:.6g}, expected {expected:.6g}."
+        return "values", _("{where} is {got}, expected {expected}.").format(where=where, got=f"{got:.6g}", expected=f"{expected:.6g}")
     if _equal(got, expected):
         return None
-    return "values", f"{where} is {_short(got)}, expected {_short(expected)}."
+    return "values", _("{where} is {got}, expected {expected}.").format(where=where, got=_short(got), expected=_short(expected))
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -643,15 +670,19 @@ def _plain_tensor(t: torch.Tensor) -> torch.Tensor:
 
 def _compare_tensors(got, expected, atol, rtol, where, locate) -> tuple[str, str] | None:
     if not isinstance(got, torch.Tensor):
-        hint = " (use torch operations, or torch.from_numpy)" if type(got).__module__ == "numpy" else ""
-        return "type", f"{where} should be a tensor, but your code returned {_describe(got)}{hint}."
+        if type(got).__module__ == "numpy":
+            return "type", _("{where} should be a tensor, but your code returned {what} (use torch operations, or "
+                             "torch.from_numpy).").format(where=where, what=_describe(got))
+        return "type", _("{where} should be a tensor, but your code returned {what}.").format(where=where, what=_describe(got))
     got = _plain_tensor(got)
     if got.shape != expected.shape:
-        return "shape", f"{where} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}."
+        return "shape", _("{where} has shape {got}, expected {expected}.").format(where=where, got=tuple(got.shape),
+                                                                                  expected=tuple(expected.shape))
     if got.dtype != expected.dtype:
-        return "dtype", f"{where} has dtype {got.dtype}, expected {expected.dtype}."
+        return "dtype", _("{where} has dtype {got}, expected {expected}.").format(where=where, got=got.dtype, expected=expected.dtype)
     if got.device != expected.device:
-        return "device", f"{where} is on device {got.device}, expected {expected.device} (create new tensors on the input's device)."
+        return "device", _("{where} is on device {got}, expected {expected} (create new tensors on the input's device).").format(
+            where=where, got=got.device, expected=expected.device)
     got_d, exp_d = got.detach(), expected.detach()
     if got_d.device.type == "meta":
         return None
@@ -660,39 +691,40 @@ def _compare_tensors(got, expected, atol, rtol, where, locate) -> tuple[str, str
         for name, test in (("NaN", torch.isnan), ("inf", torch.isinf)):
             bad = test(got_d) & ~test(exp_d)
             if bad.any():
-                return "nan", (f"{where} contains {name} at {_plural(int(bad.sum()), 'position')} where the reference "
-                               f"is finite (first at {place(_index(bad))}).")
+                return "nan", _("{where} contains {name} at {positions} where the reference is finite (first at {first}).").format(
+                    where=where, name=name, positions=_positions(int(bad.sum())), first=place(_index(bad)))
         if torch.allclose(got_d, exp_d, atol=atol, rtol=rtol, equal_nan=True):
             return None
         diff = (got_d - exp_d).abs().nan_to_num(0.0)
         i = _index(diff == diff.max())
-        return "values", (f"{where} differs from the reference by up to {float(diff.max()):.3g} "
-                          f"(at {place(i)}: yours {_number(got_d[i])}, expected {_number(exp_d[i])}).")
+        return "values", _("{where} differs from the reference by up to {diff} (at {place}: yours {got}, expected {expected}).").format(
+            where=where, diff=f"{float(diff.max()):.3g}", place=place(i), got=_number(got_d[i]), expected=_number(exp_d[i]))
     if torch.equal(got_d, exp_d):
         return None
     i = _index(got_d != exp_d)
-    return "values", (f"{where} differs from the reference at {_plural(int((got_d != exp_d).sum()), 'position')} "
-                      f"(first at {place(i)}: yours {_number(got_d[i])}, expected {_number(exp_d[i])}).")
+    return "values", _("{where} differs from the reference at {positions} (first at {place}: yours {got}, expected {expected}).").format(
+        where=where, positions=_positions(int((got_d != exp_d).sum())), place=place(i), got=_number(got_d[i]), expected=_number(exp_d[i]))
 
 
 def _placer(locate, shape: tuple) -> Callable[[tuple], str]:
     def place(index: tuple) -> str:
         named = locate(shape, index) if locate is not None else None
-        return named or f"index {index}"
+        return named or _("index {index}").format(index=index)
 
     return place
 
 
 def _compare_mappings(got, expected, atol, rtol, where, locate) -> tuple[str, str] | None:
     if not isinstance(got, Mapping):
-        return "type", f"{where} should be a mapping, got {_describe(got)}."
+        return "type", _("{where} should be a mapping, got {what}.").format(where=where, what=_describe(got))
     unexpected = [key for key in got if key not in expected]
     if unexpected:
-        return "values", f"{where} has unexpected entries {', '.join(map(_short, unexpected))}; expected only {', '.join(map(repr, expected))}."
+        return "values", _("{where} has unexpected entries {unexpected}; expected only {expected}.").format(
+            where=where, unexpected=", ".join(map(_short, unexpected)), expected=", ".join(map(repr, expected)))
     for key, value in expected.items():
         if key not in got:
-            return "values", f"{where} is missing {key!r}."
-        difference = _compare(got[key], value, atol, rtol, str(key), locate)
+            return "values", _("{where} is missing {key}.").format(where=where, key=repr(key))
+        difference = _compare(got[key], value, atol, rtol, _shown(key) if isinstance(key, str) else str(key), locate)
         if difference is not None:
             return difference
     return None
@@ -700,27 +732,35 @@ def _compare_mappings(got, expected, atol, rtol, where, locate) -> tuple[str, st
 
 def _compare_sequences(got, expected, atol, rtol, where, locate) -> tuple[str, str] | None:
     if not isinstance(got, (tuple, list)):
-        return "type", f"{where} should be a {type(expected).__name__} of {_plural(len(expected), 'item')}, got {_describe(got)}."
+        return "type", _wrong_length(where, expected, got)
     if all(isinstance(e, str) for e in expected) and all(isinstance(g, str) for g in got):
         named = _names_missing_or_unexpected(got, expected, where)
         if named:
             return "values", named
     if len(got) != len(expected):
-        return "values", f"{where} should be a {type(expected).__name__} of {_plural(len(expected), 'item')}, got {_describe(got)}."
+        return "values", _wrong_length(where, expected, got)
     for k, (g, e) in enumerate(zip(got, expected)):
-        difference = _compare(g, e, atol, rtol, f"item {k} of {where}", locate)
+        difference = _compare(g, e, atol, rtol, _("item {k} of {where}").format(k=k, where=where), locate)
         if difference is not None:
             return difference
     return None
+
+
+def _wrong_length(where: str, expected: Sequence, got: Any) -> str:
+    """'the output should be a tuple of 2 items, got a list of 3 items.'"""
+    return _("{where} should be {expected}, got {what}.").format(where=where, expected=_items(type(expected).__name__, len(expected)),
+                                                                 what=_describe(got))
 
 
 def _names_missing_or_unexpected(got: Sequence[str], expected: Sequence[str], where: str) -> str | None:
     """'buffer names: 'running_mean' missing' for lists of names, or None when the same names are there."""
     missing = [e for e in expected if e not in got]
     unexpected = [g for g in got if g not in expected]
-    parts = [f"{', '.join(map(repr, missing))} missing"] if missing else []
-    parts += [f"{', '.join(map(_short, unexpected))} not expected"] if unexpected else []
-    return f"{where}: {'; '.join(parts)} (expected {list(expected)})." if parts else None
+    parts = [_("{names} missing").format(names=", ".join(map(repr, missing)))] if missing else []
+    parts += [_("{names} not expected").format(names=", ".join(map(_short, unexpected)))] if unexpected else []
+    if not parts:
+        return None
+    return _("{where}: {parts} (expected {expected}).").format(where=where, parts=_("; ").join(parts), expected=list(expected))
 
 
 def _index(mask: torch.Tensor) -> tuple[int, ...]:
@@ -764,19 +804,19 @@ def check(exercise_id: str, candidate: Any) -> CheckResult:
 
 def _unknown_exercise(exercise_id: Any) -> CheckResult:
     if not isinstance(exercise_id, str):
-        message = f"the exercise id must be a string such as '03.head', got {_describe(exercise_id)}."
+        message = _("the exercise id must be a string such as '03.head', got {what}.").format(what=_describe(exercise_id))
         return CheckResult(_short(exercise_id, 30), False, message, True, "unknown exercise")
     by_name = {k[3:]: k for k in EXERCISES}  # "head" -> "03.head"
     close = difflib.get_close_matches(exercise_id, EXERCISES, n=3, cutoff=0.6)
     close += [by_name[n] for n in difflib.get_close_matches(exercise_id, by_name, n=3, cutoff=0.6) if by_name[n] not in close]
     same_notebook = [k for k in sorted(EXERCISES) if k[:3] == exercise_id[:3]]
-    message = f"no exercise with id {_short(exercise_id, 40)}"
+    message = _("no exercise with id {id}").format(id=_short(exercise_id, 40))
     if close:
-        message += f"; did you mean {' or '.join(map(repr, close[:3]))}?"
+        message += _("; did you mean {ids}?").format(ids=_(" or ").join(map(repr, close[:3])))
     if same_notebook:
-        message += f"\nthe exercises of notebook {exercise_id[:2]}: {', '.join(same_notebook)}."
+        message += "\n" + _("the exercises of notebook {notebook}: {ids}.").format(notebook=exercise_id[:2], ids=", ".join(same_notebook))
     elif not close:
-        message += f"; ids look like {', '.join(sorted(EXERCISES)[:3])}, ... (see EXERCISES)."
+        message += _("; ids look like {ids}, ... (see EXERCISES).").format(ids=", ".join(sorted(EXERCISES)[:3]))
     return CheckResult(_short(exercise_id, 30).strip("'"), False, _capped(message), True, "unknown exercise")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..i18n import N_
 from .core import Case, Exercise, Mistake, register
 
 # --------------------------------------------------------------------------- 02.mlp
@@ -38,16 +39,16 @@ def _observe_mlp(cls, case):
     model = cls(sizes)
     y = model(x)
     return {
-        "output": y.detach(),
-        "number of registered parameters": sum(p.numel() for p in model.parameters()),
+        N_("output"): y.detach(),
+        N_("number of registered parameters"): sum(p.numel() for p in model.parameters()),
     }
 
 
 def _mlp_cases():
     g = torch.Generator().manual_seed(4)
     return [
-        Case("sizes=[2, 8, 3] on a (5, 2) batch", ([2, 8, 3], torch.randn(5, 2, generator=g))),
-        Case("sizes=[4, 16, 16, 2] on a (3, 4) batch", ([4, 16, 16, 2], torch.randn(3, 4, generator=g))),
+        Case(N_("sizes=[2, 8, 3] on a (5, 2) batch"), ([2, 8, 3], torch.randn(5, 2, generator=g))),
+        Case(N_("sizes=[4, 16, 16, 2] on a (3, 4) batch"), ([4, 16, 16, 2], torch.randn(3, 4, generator=g))),
     ]
 
 
@@ -90,23 +91,23 @@ class _NoActivation(MLP):
 register(
     Exercise(
         id="02.mlp",
-        title="An MLP as an nn.Module",
+        title=N_("An MLP as an nn.Module"),
         reference=MLP,
         cases=_mlp_cases,
         observe=_observe_mlp,
         mistakes=[
-            Mistake("no super().__init__()", "call super().__init__() first thing in __init__: it creates the "
-                    "dictionaries (_parameters, _modules, ...) that registering a layer writes into", _NoSuper),
-            Mistake("plain list", "your layers are in a plain Python list, so nn.Module does not see them: "
+            Mistake("no super().__init__()", N_("call super().__init__() first thing in __init__: it creates the "
+                    "dictionaries (_parameters, _modules, ...) that registering a layer writes into"), _NoSuper),
+            Mistake("plain list", N_("your layers are in a plain Python list, so nn.Module does not see them: "
                     "parameters() is empty, so an optimizer would train nothing, and state_dict() and .to() skip them. "
-                    "Use nn.ModuleList (or nn.Sequential)", _PlainList),
-            Mistake("created last to first", "your layers have the right shapes but different initial weights: you "
+                    "Use nn.ModuleList (or nn.Sequential)"), _PlainList),
+            Mistake("created last to first", N_("your layers have the right shapes but different initial weights: you "
                     "created them last to first, so each drew other random numbers. Create the Linear layers in "
-                    "order, from sizes[0] -> sizes[1] to the last", _CreatedLastToFirst),
-            Mistake("ReLU after the last layer", "you applied ReLU after the last layer too: the output layer must stay "
-                    "linear (scores can be negative)", _ReluAtTheEnd),
-            Mistake("no activation", "there is no ReLU between the layers: a stack of Linear layers is one big "
-                    "linear map", _NoActivation),
+                    "order, from sizes[0] -> sizes[1] to the last"), _CreatedLastToFirst),
+            Mistake("ReLU after the last layer", N_("you applied ReLU after the last layer too: the output layer must stay "
+                    "linear (scores can be negative)"), _ReluAtTheEnd),
+            Mistake("no activation", N_("there is no ReLU between the layers: a stack of Linear layers is one big "
+                    "linear map"), _NoActivation),
         ],
         minutes=10,
         difficulty=1,
@@ -161,26 +162,26 @@ def _observe_centering(cls, case):
     running_mean = getattr(model, "running_mean", None)
     steps = getattr(model, "steps", None)
     persistent = set(model.state_dict())
-    buffers = [name for name, _ in model.named_buffers()]
+    buffers = [name for name, _buffer in model.named_buffers()]
     return {
-        "persistent buffers (saved in the state_dict)": sorted(name for name in buffers if name in persistent),
-        "non-persistent buffers": sorted(name for name in buffers if name not in persistent),
-        "every input batch left unchanged": all(torch.equal(b.detach(), r) for b, r in zip(batches, raw_batches)),
-        "the running mean is tracked by autograd (requires_grad)": bool(getattr(running_mean, "requires_grad", False)),
-        "the output is differentiable with respect to x (requires_grad)": all(o.requires_grad for o in outputs),
-        "outputs (two batches in training mode, one in eval mode)": [o.detach() for o in outputs],
-        "number of parameters": sum(p.numel() for p in model.parameters()),
-        "steps after two training batches and one eval batch": int(steps) if isinstance(steps, torch.Tensor) else steps,
-        "dtype of steps": str(getattr(steps, "dtype", None)),
+        N_("persistent buffers (saved in the state_dict)"): sorted(name for name in buffers if name in persistent),
+        N_("non-persistent buffers"): sorted(name for name in buffers if name not in persistent),
+        N_("every input batch left unchanged"): all(torch.equal(b.detach(), r) for b, r in zip(batches, raw_batches)),
+        N_("the running mean is tracked by autograd (requires_grad)"): bool(getattr(running_mean, "requires_grad", False)),
+        N_("the output is differentiable with respect to x (requires_grad)"): all(o.requires_grad for o in outputs),
+        N_("outputs (two batches in training mode, one in eval mode)"): [o.detach() for o in outputs],
+        N_("number of parameters"): sum(p.numel() for p in model.parameters()),
+        N_("steps after two training batches and one eval batch"): int(steps) if isinstance(steps, torch.Tensor) else steps,
+        N_("dtype of steps"): str(getattr(steps, "dtype", None)),
     }
 
 
 def _centering_cases():
     g = torch.Generator().manual_seed(5)
     return [
-        Case("three batches of shape (6, 3), momentum=0.1",
+        Case(N_("three batches of shape (6, 3), momentum=0.1"),
              ([torch.randn(6, 3, generator=g) + 2 for _ in range(3)], 0.1)),
-        Case("three batches of shape (4, 5), momentum=0.5",
+        Case(N_("three batches of shape (4, 5), momentum=0.5"),
              ([torch.randn(4, 5, generator=g) * 3 - 1 for _ in range(3)], 0.5)),
     ]
 
@@ -272,35 +273,35 @@ class _SubtractsOldMean(Centering):
 register(
     Exercise(
         id="02.centering",
-        title="Buffers: a running mean (persistent) and a step counter (not persistent)",
+        title=N_("Buffers: a running mean (persistent) and a step counter (not persistent)"),
         reference=Centering,
         cases=_centering_cases,
         observe=_observe_centering,
         mistakes=[
-            Mistake("plain tensors", "running_mean and steps are plain tensor attributes, so they are not buffers: "
-                    "state_dict() will not save them and .to() will not move them. Use self.register_buffer(...)",
+            Mistake("plain tensors", N_("running_mean and steps are plain tensor attributes, so they are not buffers: "
+                    "state_dict() will not save them and .to() will not move them. Use self.register_buffer(...)"),
                     _PlainTensors),
-            Mistake("parameter", "running_mean is an nn.Parameter: it is not learnt by gradient descent, so it belongs "
-                    "in a buffer (register_buffer), not in parameters() where an optimizer would see it", _AsParameter),
-            Mistake("steps persistent", "steps is saved in state_dict: register it with persistent=False",
+            Mistake("parameter", N_("running_mean is an nn.Parameter: it is not learnt by gradient descent, so it belongs "
+                    "in a buffer (register_buffer), not in parameters() where an optimizer would see it"), _AsParameter),
+            Mistake("steps persistent", N_("steps is saved in state_dict: register it with persistent=False"),
                     _StepsPersistent),
-            Mistake("no no_grad", "your running mean is tracked by autograd: updated from an x that requires grad, "
+            Mistake("no no_grad", N_("your running mean is tracked by autograd: updated from an x that requires grad, "
                     "it records a graph that grows with every batch (and keeps every batch alive). Do the update "
-                    "inside `with torch.no_grad():`", _NoNoGrad),
-            Mistake("everything under no_grad", "your output does not require grad: only the update of the buffers "
+                    "inside `with torch.no_grad():`"), _NoNoGrad),
+            Mistake("everything under no_grad", N_("your output does not require grad: only the update of the buffers "
                     "belongs under torch.no_grad(); x - running_mean must stay differentiable, or nothing before "
-                    "this layer could learn", _EverythingNoGrad),
-            Mistake("x -= ...", "you subtracted in place (x -= ...), which overwrites the caller's input tensor: "
-                    "return a new tensor, x - self.running_mean", _SubtractsInPlace),
-            Mistake("updates in eval", "the running mean also changes in eval mode: update it only when self.training "
-                    "is True", _UpdatesInEval),
-            Mistake("momentum swapped", "the update weights are swapped: the new batch mean gets weight momentum, "
-                    "the old running mean 1 - momentum", _MomentumSwapped),
-            Mistake("batch mean", "you subtracted the batch's own mean (x.mean(dim=0)); subtract the running mean, "
-                    "self.running_mean, in both modes (that is what makes eval mode independent of the batch)",
+                    "this layer could learn"), _EverythingNoGrad),
+            Mistake("x -= ...", N_("you subtracted in place (x -= ...), which overwrites the caller's input tensor: "
+                    "return a new tensor, x - self.running_mean"), _SubtractsInPlace),
+            Mistake("updates in eval", N_("the running mean also changes in eval mode: update it only when self.training "
+                    "is True"), _UpdatesInEval),
+            Mistake("momentum swapped", N_("the update weights are swapped: the new batch mean gets weight momentum, "
+                    "the old running mean 1 - momentum"), _MomentumSwapped),
+            Mistake("batch mean", N_("you subtracted the batch's own mean (x.mean(dim=0)); subtract the running mean, "
+                    "self.running_mean, in both modes (that is what makes eval mode independent of the batch)"),
                     _SubtractsBatchMean),
-            Mistake("old mean", "you subtracted the running mean from BEFORE this batch's update: in training mode, "
-                    "update running_mean first, then return x - running_mean", _SubtractsOldMean),
+            Mistake("old mean", N_("you subtracted the running mean from BEFORE this batch's update: in training mode, "
+                    "update running_mean first, then return x - running_mean"), _SubtractsOldMean),
         ],
         minutes=10,
         difficulty=2,
@@ -338,10 +339,10 @@ def _observe_record(candidate, case):
     model = builder()
     recorded = candidate(model, x)
     return {
-        "recorded activations": recorded,
-        "every output detached (requires_grad=False)": all(
+        N_("recorded activations"): recorded,
+        N_("every output detached (requires_grad=False)"): all(
             not getattr(t, "requires_grad", False) for t in (recorded.values() if isinstance(recorded, dict) else [])),
-        "hooks left on the model": sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()),
+        N_("hooks left on the model"): sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()),
     }
 
 
@@ -359,8 +360,8 @@ def _nested_model():
 def _record_cases():
     g = torch.Generator().manual_seed(6)
     return [
-        Case("a Sequential with two ReLUs on a (5, 3) batch", (_flat_model, torch.randn(5, 3, generator=g))),
-        Case("nested Sequentials on a (2, 4) batch", (_nested_model, torch.randn(2, 4, generator=g))),
+        Case(N_("a Sequential with two ReLUs on a (5, 3) batch"), (_flat_model, torch.randn(5, 3, generator=g))),
+        Case(N_("nested Sequentials on a (2, 4) batch"), (_nested_model, torch.randn(2, 4, generator=g))),
     ]
 
 
@@ -415,23 +416,23 @@ def _record_not_detached(model, x):
 register(
     Exercise(
         id="02.record_activations",
-        title="Forward hooks: record what every ReLU outputs",
+        title=N_("Forward hooks: record what every ReLU outputs"),
         reference=record_activations,
         cases=_record_cases,
         observe=_observe_record,
         mistakes=[
-            Mistake("late binding", "all your hooks wrote under the same name: a function defined in a loop looks "
+            Mistake("late binding", N_("all your hooks wrote under the same name: a function defined in a loop looks "
                     "the loop variable up when it runs, after the loop has ended. Bind it when you define the hook: "
-                    "`def hook(module, args, output, name=name)`", _record_late_binding),
-            Mistake("hooks left", "the activations are right but the hooks are still on the model (they would fire "
+                    "`def hook(module, args, output, name=name)`"), _record_late_binding),
+            Mistake("hooks left", N_("the activations are right but the hooks are still on the model (they would fire "
                     "on every later call): keep the handles that register_forward_hook returns and call "
-                    ".remove() on each", _record_keep_hooks),
-            Mistake("recorded inputs", "you recorded each ReLU's input (args[0]); record its output, the third "
-                    "argument of the hook", _record_inputs),
-            Mistake("children only", "you only looked at the model's direct children: ReLUs inside nested blocks are "
-                    "missing. model.named_modules() walks every depth and names them like '1.1'", _record_children_only),
-            Mistake("not detached", "the values are right but they are still attached to the autograd graph "
-                    "(requires_grad=True), which keeps the whole graph alive: store output.detach()", _record_not_detached),
+                    ".remove() on each"), _record_keep_hooks),
+            Mistake("recorded inputs", N_("you recorded each ReLU's input (args[0]); record its output, the third "
+                    "argument of the hook"), _record_inputs),
+            Mistake("children only", N_("you only looked at the model's direct children: ReLUs inside nested blocks are "
+                    "missing. model.named_modules() walks every depth and names them like '1.1'"), _record_children_only),
+            Mistake("not detached", N_("the values are right but they are still attached to the autograd graph "
+                    "(requires_grad=True), which keeps the whole graph alive: store output.detach()"), _record_not_detached),
         ],
         minutes=10,
         difficulty=2,

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attention import Head
+from ..i18n import N_
 from .core import Case, Exercise, Mistake, register
 
 # --------------------------------------------------------------------------- 03.causal_average
@@ -27,8 +28,8 @@ def causal_average(x: torch.Tensor) -> torch.Tensor:
 def _average_cases():
     g = torch.Generator().manual_seed(3)
     return [
-        Case("x of shape (2, 4, 3)", (torch.randn(2, 4, 3, generator=g),)),
-        Case("x of shape (1, 6, 2), float64", (torch.randn(1, 6, 2, generator=g, dtype=torch.float64),)),
+        Case(N_("x of shape (2, 4, 3)"), (torch.randn(2, 4, 3, generator=g),)),
+        Case(N_("x of shape (1, 6, 2), float64"), (torch.randn(1, 6, 2, generator=g, dtype=torch.float64),)),
     ]
 
 
@@ -67,22 +68,22 @@ def _avg_column_sums(x):
 register(
     Exercise(
         id="03.causal_average",
-        title="Average each token with the tokens before it, with one matrix product",
+        title=N_("Average each token with the tokens before it, with one matrix product"),
         reference=causal_average,
         cases=_average_cases,
         mistakes=[
-            Mistake("no mask", "every position got the average of the WHOLE sequence: token t may only see tokens 0..t (use torch.tril)",
+            Mistake("no mask", N_("every position got the average of the WHOLE sequence: token t may only see tokens 0..t (use torch.tril)"),
                     _avg_everything),
-            Mistake("not normalised", "you summed the past tokens instead of averaging them: divide each row of the tril matrix by its row sum",
+            Mistake("not normalised", N_("you summed the past tokens instead of averaging them: divide each row of the tril matrix by its row sum"),
                     _avg_sum_only),
-            Mistake("divided by T", "you divided every row by T; row t averages t + 1 tokens, so divide by the row sums (weights.sum(dim=1, keepdim=True))",
+            Mistake("divided by T", N_("you divided every row by T; row t averages t + 1 tokens, so divide by the row sums (weights.sum(dim=1, keepdim=True))"),
                     _avg_divide_by_T),
-            Mistake("upper triangle", "your weights average the FUTURE (tokens t..T-1): use the lower triangle torch.tril, not torch.triu",
+            Mistake("upper triangle", N_("your weights average the FUTURE (tokens t..T-1): use the lower triangle torch.tril, not torch.triu"),
                     _avg_future),
-            Mistake("column sums", "you divided each column by its sum (dim=0); row t must average tokens 0..t, so divide "
-                    "each ROW by its sum: weights.sum(dim=1, keepdim=True)", _avg_column_sums),
-            Mistake("float32 weights", "your (T, T) weights are float32 while x is float64: build them with "
-                    "torch.ones(T, T, dtype=x.dtype, device=x.device)", _avg_float32_weights),
+            Mistake("column sums", N_("you divided each column by its sum (dim=0); row t must average tokens 0..t, so divide "
+                    "each ROW by its sum: weights.sum(dim=1, keepdim=True)"), _avg_column_sums),
+            Mistake("float32 weights", N_("your (T, T) weights are float32 while x is float64: build them with "
+                    "torch.ones(T, T, dtype=x.dtype, device=x.device)"), _avg_float32_weights),
         ],
         minutes=5,
         difficulty=1,
@@ -107,9 +108,9 @@ def causal_softmax(scores: torch.Tensor) -> torch.Tensor:
 def _softmax_cases():
     g = torch.Generator().manual_seed(5)
     return [
-        Case("scores of shape (2, 4, 4)", (torch.randn(2, 4, 4, generator=g) * 2,)),
-        Case("scores of shape (1, 5, 5), float64", (torch.randn(1, 5, 5, generator=g, dtype=torch.float64) * 3,)),
-        Case("scores of shape (2, 3, 3), float16", ((torch.randn(2, 3, 3, generator=g) * 2).half(),)),
+        Case(N_("scores of shape (2, 4, 4)"), (torch.randn(2, 4, 4, generator=g) * 2,)),
+        Case(N_("scores of shape (1, 5, 5), float64"), (torch.randn(1, 5, 5, generator=g, dtype=torch.float64) * 3,)),
+        Case(N_("scores of shape (2, 3, 3), float16"), ((torch.randn(2, 3, 3, generator=g) * 2).half(),)),
     ]
 
 
@@ -150,24 +151,24 @@ def _sm_no_mask(scores):
 register(
     Exercise(
         id="03.causal_softmax",
-        title="Turn raw scores into causal attention weights",
+        title=N_("Turn raw scores into causal attention weights"),
         reference=causal_softmax,
         cases=_softmax_cases,
         mistakes=[
-            Mistake("0 instead of -inf", "you filled the future with 0, but exp(0) = 1: the future still gets weight. Fill with float('-inf')",
+            Mistake("0 instead of -inf", N_("you filled the future with 0, but exp(0) = 1: the future still gets weight. Fill with float('-inf')"),
                     _sm_zero),
-            Mistake("masked after the softmax", "you masked AFTER the softmax: the rows no longer sum to 1. Mask the scores first, then softmax",
+            Mistake("masked after the softmax", N_("you masked AFTER the softmax: the rows no longer sum to 1. Mask the scores first, then softmax"),
                     _sm_after),
-            Mistake("softmax over the wrong axis", "your softmax normalised over the queries (dim=-2); each query's weights over the keys must sum to 1: dim=-1",
+            Mistake("softmax over the wrong axis", N_("your softmax normalised over the queries (dim=-2); each query's weights over the keys must sum to 1: dim=-1"),
                     _sm_wrong_axis),
-            Mistake("diagonal masked", "you also masked the diagonal (triu(0)), so token t cannot see itself and row 0 is all -inf (NaN): mask only above it, triu(1) / tril == 0",
+            Mistake("diagonal masked", N_("you also masked the diagonal (triu(0)), so token t cannot see itself and row 0 is all -inf (NaN): mask only above it, triu(1) / tril == 0"),
                     _sm_diagonal),
-            Mistake("no mask", "nothing is masked: token t must not see tokens after it", _sm_no_mask),
-            Mistake("-1e9 instead of -inf", "you filled the future with -1e9, which a float16 tensor cannot hold: masked_fill "
-                    "refuses the value. Fill with float('-inf'), which every floating dtype has", _sm_minus_1e9),
-            Mistake("past masked", "you put -inf where tril is True, i.e. on the past and the diagonal, so the future is what "
+            Mistake("no mask", N_("nothing is masked: token t must not see tokens after it"), _sm_no_mask),
+            Mistake("-1e9 instead of -inf", N_("you filled the future with -1e9, which a float16 tensor cannot hold: masked_fill "
+                    "refuses the value. Fill with float('-inf'), which every floating dtype has"), _sm_minus_1e9),
+            Mistake("past masked", N_("you put -inf where tril is True, i.e. on the past and the diagonal, so the future is what "
                     "stays visible (and the last row is all -inf: NaN): block where tril == 0 (the future), e.g. "
-                    "scores.masked_fill(tril == 0, float('-inf'))", _sm_past_masked),
+                    "scores.masked_fill(tril == 0, float('-inf'))"), _sm_past_masked),
         ],
         minutes=8,
         difficulty=2,
@@ -178,6 +179,9 @@ register(
 
 HEAD_DROPOUT = 0.25  # the p the check builds every head with
 HEAD_TRAIN_SEED = 1  # torch.manual_seed before the training-mode forward pass
+# What the check compares, and what messages call it (with the two numbers above).
+_TRAINING_OUTPUT = N_("output in training mode (dropout=0.25, torch.manual_seed(1))")
+assert _TRAINING_OUTPUT == f"output in training mode (dropout={HEAD_DROPOUT}, torch.manual_seed({HEAD_TRAIN_SEED}))"
 
 
 def _observe_head(cls, case):
@@ -195,10 +199,10 @@ def _observe_head(cls, case):
         torch.manual_seed(HEAD_TRAIN_SEED)
         out_train = head(x)
     return {
-        "output in eval mode": out_eval.detach(),
-        f"output in training mode (dropout={HEAD_DROPOUT}, torch.manual_seed({HEAD_TRAIN_SEED}))": out_train.detach(),
-        "buffers": sorted(name for name, _ in head.named_buffers()),
-        "number of parameters": sum(p.numel() for p in head.parameters()),
+        N_("output in eval mode"): out_eval.detach(),
+        _TRAINING_OUTPUT: out_train.detach(),
+        N_("buffers"): sorted(name for name, _buffer in head.named_buffers()),
+        N_("number of parameters"): sum(p.numel() for p in head.parameters()),
     }
 
 
@@ -206,8 +210,8 @@ def _head_cases():
     # n_embd, head_size and their square roots all differ, so every scaling mistake is its own
     g = torch.Generator().manual_seed(7)
     return [
-        Case("n_embd=12, head_size=3, block_size=8, x of shape (2, 8, 12)", (12, 3, 8, torch.randn(2, 8, 12, generator=g))),
-        Case("n_embd=20, head_size=5, block_size=8, a shorter x of shape (3, 5, 20)", (20, 5, 8, torch.randn(3, 5, 20, generator=g))),
+        Case(N_("n_embd=12, head_size=3, block_size=8, x of shape (2, 8, 12)"), (12, 3, 8, torch.randn(2, 8, 12, generator=g))),
+        Case(N_("n_embd=20, head_size=5, block_size=8, a shorter x of shape (3, 5, 20)"), (20, 5, 8, torch.randn(3, 5, 20, generator=g))),
     ]
 
 
@@ -277,45 +281,45 @@ class _HeadTrilParameter(_HeadBase):
 register(
     Exercise(
         id="03.head",
-        title="The causal self-attention Head class",
+        title=N_("The causal self-attention Head class"),
         reference=Head,
         cases=_head_cases,
         observe=_observe_head,
         mistakes=[
-            Mistake("scaled by C", "you scaled by C ** -0.5 (C = n_embd); the dot product q·k sums head_size terms, so scale "
-                    "by head_size ** -0.5", _head_variant(scale="C ** -0.5")),
-            Mistake("divided by head_size", "you divided the scores by head_size; scale by head_size ** -0.5, i.e. divide by "
-                    "the SQUARE ROOT of head_size", _head_variant(scale="/ head_size")),
-            Mistake("divided by C ** -0.5", "you divided by C ** -0.5, which multiplies the scores by sqrt(C): larger scores, "
-                    "not smaller. MULTIPLY by the factor, and use head_size, not C: q @ k^T * head_size ** -0.5",
+            Mistake("scaled by C", N_("you scaled by C ** -0.5 (C = n_embd); the dot product q·k sums head_size terms, so scale "
+                    "by head_size ** -0.5"), _head_variant(scale="C ** -0.5")),
+            Mistake("divided by head_size", N_("you divided the scores by head_size; scale by head_size ** -0.5, i.e. divide by "
+                    "the SQUARE ROOT of head_size"), _head_variant(scale="/ head_size")),
+            Mistake("divided by C ** -0.5", N_("you divided by C ** -0.5, which multiplies the scores by sqrt(C): larger scores, "
+                    "not smaller. MULTIPLY by the factor, and use head_size, not C: q @ k^T * head_size ** -0.5"),
                     _head_variant(scale="/ C ** -0.5")),
-            Mistake("divided by head_size ** -0.5", "you divided by head_size ** -0.5, which multiplies the scores by "
-                    "sqrt(head_size): MULTIPLY by head_size ** -0.5 instead", _head_variant(scale="/ head_size ** -0.5")),
-            Mistake("not scaled", "the scores are not scaled: multiply q @ k^T by head_size ** -0.5", _head_variant(scale="none")),
-            Mistake("0 instead of -inf", "you filled the future with 0, but exp(0) = 1: fill with float('-inf')",
+            Mistake("divided by head_size ** -0.5", N_("you divided by head_size ** -0.5, which multiplies the scores by "
+                    "sqrt(head_size): MULTIPLY by head_size ** -0.5 instead"), _head_variant(scale="/ head_size ** -0.5")),
+            Mistake("not scaled", N_("the scores are not scaled: multiply q @ k^T by head_size ** -0.5"), _head_variant(scale="none")),
+            Mistake("0 instead of -inf", N_("you filled the future with 0, but exp(0) = 1: fill with float('-inf')"),
                     _head_variant(fill=0.0)),
-            Mistake("masked after the softmax", "you masked AFTER the softmax, so rows no longer sum to 1: mask the scores, then softmax",
+            Mistake("masked after the softmax", N_("you masked AFTER the softmax, so rows no longer sum to 1: mask the scores, then softmax"),
                     _head_variant(mask_after=True)),
-            Mistake("softmax over the wrong axis", "your softmax runs over the queries (dim=1); normalise over the keys, dim=-1",
+            Mistake("softmax over the wrong axis", N_("your softmax runs over the queries (dim=1); normalise over the keys, dim=-1"),
                     _head_variant(softmax_dim=1)),
-            Mistake("k @ q^T", "your scores are k @ q^T, the transpose of q @ k^T: row t must hold query t's scores for every "
-                    "key, so compute q @ k.transpose(-2, -1)", _head_variant(keys_times_queries=True)),
-            Mistake("tril not sliced", "for a sequence shorter than block_size, slice the mask to the sequence: self.tril[:T, :T]",
+            Mistake("k @ q^T", N_("your scores are k @ q^T, the transpose of q @ k^T: row t must hold query t's scores for every "
+                    "key, so compute q @ k.transpose(-2, -1)"), _head_variant(keys_times_queries=True)),
+            Mistake("tril not sliced", N_("for a sequence shorter than block_size, slice the mask to the sequence: self.tril[:T, :T]"),
                     _head_variant(slice_tril=False)),
-            Mistake("tril as a plain attribute", "`tril` is a plain attribute: register it with self.register_buffer('tril', ...) so it "
-                    "follows .to(device) and is saved in the state_dict", _HeadTrilAttribute),
-            Mistake("tril as a parameter", "`tril` is an nn.Parameter, so the optimizer would train it: register it as a buffer instead",
+            Mistake("tril as a plain attribute", N_("`tril` is a plain attribute: register it with self.register_buffer('tril', ...) so it "
+                    "follows .to(device) and is saved in the state_dict"), _HeadTrilAttribute),
+            Mistake("tril as a parameter", N_("`tril` is an nn.Parameter, so the optimizer would train it: register it as a buffer instead"),
                     _HeadTrilParameter),
-            Mistake("dropout on the raw scores", "in training mode your head applies dropout to the scores before the mask and "
-                    "the softmax; dropout belongs on the WEIGHTS, after the softmax: wei = self.dropout(F.softmax(...))",
+            Mistake("dropout on the raw scores", N_("in training mode your head applies dropout to the scores before the mask and "
+                    "the softmax; dropout belongs on the WEIGHTS, after the softmax: wei = self.dropout(F.softmax(...))"),
                     _head_variant(dropout_on="raw scores")),
-            Mistake("dropout on the masked scores", "in training mode your head applies dropout to the masked scores, before the "
-                    "softmax: dropout multiplies some -inf by 0, which is NaN. Dropout belongs on the WEIGHTS, after the softmax",
+            Mistake("dropout on the masked scores", N_("in training mode your head applies dropout to the masked scores, before the "
+                    "softmax: dropout multiplies some -inf by 0, which is NaN. Dropout belongs on the WEIGHTS, after the softmax"),
                     _head_variant(dropout_on="masked scores")),
-            Mistake("dropout on the output", "in training mode your head applies dropout to the output (wei @ v); dropout "
-                    "belongs on the WEIGHTS, after the softmax and before the product with v", _head_variant(dropout_on="output")),
-            Mistake("no dropout", "in training mode your head never applies dropout: build self.dropout = nn.Dropout(dropout) and "
-                    "apply it to the weights after the softmax", _head_variant(dropout_on="none")),
+            Mistake("dropout on the output", N_("in training mode your head applies dropout to the output (wei @ v); dropout "
+                    "belongs on the WEIGHTS, after the softmax and before the product with v"), _head_variant(dropout_on="output")),
+            Mistake("no dropout", N_("in training mode your head never applies dropout: build self.dropout = nn.Dropout(dropout) and "
+                    "apply it to the weights after the softmax"), _head_variant(dropout_on="none")),
         ],
         minutes=15,
         difficulty=3,

@@ -8,6 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..i18n import N_
 from .core import Case, Exercise, Mistake, register
 
 # --------------------------------------------------------------------------- 04.split_heads
@@ -26,8 +27,8 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 def _split_cases():
     g = torch.Generator().manual_seed(11)
     return [
-        Case("x of shape (3, 2, 8), num_heads=2", (torch.randn(3, 2, 8, generator=g), 2)),
-        Case("x of shape (4, 3, 12), num_heads=4", (torch.randn(4, 3, 12, generator=g), 4)),
+        Case(N_("x of shape (3, 2, 8), num_heads=2"), (torch.randn(3, 2, 8, generator=g), 2)),
+        Case(N_("x of shape (4, 3, 12), num_heads=4"), (torch.randn(4, 3, 12, generator=g), 4)),
     ]
 
 
@@ -55,19 +56,19 @@ def _split_transpose_first(x, num_heads):
 register(
     Exercise(
         id="04.split_heads",
-        title="Split (L, N, E) into (N * num_heads, L, head_dim), batch-major",
+        title=N_("Split (L, N, E) into (N * num_heads, L, head_dim), batch-major"),
         reference=split_heads,
         cases=_split_cases,
         mistakes=[
-            Mistake("head-major", "your rows are laid out head-major (h * N + n); PyTorch's (N * num_heads) axis is batch-major: "
-                    "row n * num_heads + h is head h of sequence n", _split_head_major),
-            Mistake("reshape without transpose", "you reshaped (L, N, E) straight to (N * h, L, d_h), which scrambles positions "
-                    "and sequences: reshape to (L, N * h, d_h) first, then transpose(0, 1)", _split_reshape_only),
-            Mistake("interleaved features", "each head must get a CONTIGUOUS block of head_dim features (head h = features "
-                    "h*d_h .. (h+1)*d_h - 1); you split E as (head_dim, num_heads)", _split_interleaved),
-            Mistake("transpose, then reshape", "you transposed to (N, L, E) and then reshaped to (N * h, L, d_h): that reshape "
+            Mistake("head-major", N_("your rows are laid out head-major (h * N + n); PyTorch's (N * num_heads) axis is batch-major: "
+                    "row n * num_heads + h is head h of sequence n"), _split_head_major),
+            Mistake("reshape without transpose", N_("you reshaped (L, N, E) straight to (N * h, L, d_h), which scrambles positions "
+                    "and sequences: reshape to (L, N * h, d_h) first, then transpose(0, 1)"), _split_reshape_only),
+            Mistake("interleaved features", N_("each head must get a CONTIGUOUS block of head_dim features (head h = features "
+                    "h*d_h .. (h+1)*d_h - 1); you split E as (head_dim, num_heads)"), _split_interleaved),
+            Mistake("transpose, then reshape", N_("you transposed to (N, L, E) and then reshaped to (N * h, L, d_h): that reshape "
                     "regroups the L * E numbers of a sequence across positions, so a 'head' mixes tokens. Split E first, "
-                    "while it is the last axis: reshape to (L, N * h, d_h), then transpose(0, 1)", _split_transpose_first),
+                    "while it is the last axis: reshape to (L, N * h, d_h), then transpose(0, 1)"), _split_transpose_first),
         ],
         minutes=6,
         difficulty=1,
@@ -151,32 +152,32 @@ def _merge_padding_on_queries(attn, kpm, h):
 register(
     Exercise(
         id="04.merge_masks",
-        title="Merge an attention mask and a padding mask into MultiheadAttention's (N*h, L, S) float mask",
+        title=N_("Merge an attention mask and a padding mask into MultiheadAttention's (N*h, L, S) float mask"),
         reference=merge_masks,
         cases=_merge_cases,
         mistakes=[
-            Mistake("head-major", "your (N * h) axis is head-major (.repeat): MultiheadAttention reads row n * num_heads + head, "
-                    "so each sequence's mask must be repeated num_heads times in a row (.repeat_interleave(num_heads, dim=0))",
+            Mistake("head-major", N_("your (N * h) axis is head-major (.repeat): MultiheadAttention reads row n * num_heads + head, "
+                    "so each sequence's mask must be repeated num_heads times in a row (.repeat_interleave(num_heads, dim=0))"),
                     _merge_head_major),
-            Mistake("not repeated per head", "you returned one (N, L, S) mask per sequence, but MultiheadAttention adds "
+            Mistake("not repeated per head", N_("you returned one (N, L, S) mask per sequence, but MultiheadAttention adds "
                     "the mask to the (N * num_heads, L, S) scores, one row per head: repeat each sequence's mask for every "
-                    "head, batch-major (row n * num_heads + head), with .repeat_interleave(num_heads, dim=0)",
+                    "head, batch-major (row n * num_heads + head), with .repeat_interleave(num_heads, dim=0)"),
                     _merge_not_repeated),
-            Mistake("SDPA meaning", "you gave the boolean masks the F.scaled_dot_product_attention meaning (True = attend); in "
-                    "MultiheadAttention True means BLOCKED: put -inf where the masks are True", _merge_sdpa_meaning),
-            Mistake("and instead of or", "a key is blocked if EITHER mask blocks it: combine with | (or), not & (and)", _merge_and),
-            Mistake("0/1 mask", "a float mask is ADDED to the scores, so 1.0 barely changes them: use -inf where blocked, 0 elsewhere",
+            Mistake("SDPA meaning", N_("you gave the boolean masks the F.scaled_dot_product_attention meaning (True = attend); in "
+                    "MultiheadAttention True means BLOCKED: put -inf where the masks are True"), _merge_sdpa_meaning),
+            Mistake("and instead of or", N_("a key is blocked if EITHER mask blocks it: combine with | (or), not & (and)"), _merge_and),
+            Mistake("0/1 mask", N_("a float mask is ADDED to the scores, so 1.0 barely changes them: use -inf where blocked, 0 elsewhere"),
                     _merge_zero_one),
-            Mistake("padding ignored", "the key_padding_mask is missing: padded keys must be blocked for every query "
-                    "(key_padding_mask[:, None, :] broadcasts it over L)", _merge_no_kpm),
-            Mistake("-1e9", "you filled with -1e9; the module fills with float('-inf'), and they differ where it matters: "
-                    "a fully blocked row turns uniform with -1e9 instead of NaN, and a float16 tensor cannot hold -1e9 at all (notebook 03)",
+            Mistake("padding ignored", N_("the key_padding_mask is missing: padded keys must be blocked for every query "
+                    "(key_padding_mask[:, None, :] broadcasts it over L)"), _merge_no_kpm),
+            Mistake("-1e9", N_("you filled with -1e9; the module fills with float('-inf'), and they differ where it matters: "
+                    "a fully blocked row turns uniform with -1e9 instead of NaN, and a float16 tensor cannot hold -1e9 at all (notebook 03)"),
                     _merge_minus_1e9),
-            Mistake("boolean result", "you returned the boolean mask; the module adds a FLOAT mask to the scores: "
+            Mistake("boolean result", N_("you returned the boolean mask; the module adds a FLOAT mask to the scores: "
                     "a float32 tensor with -inf where blocked and 0.0 elsewhere (torch.zeros(...).masked_fill(blocked, "
-                    "float('-inf')))", _merge_bool),
-            Mistake("padding along the queries", "key_padding_mask (N, S) marks KEYS, the last axis of (N, L, S): view it as "
-                    "key_padding_mask[:, None, :] (N, 1, S) so it broadcasts over the queries, not [:, :, None]",
+                    "float('-inf')))"), _merge_bool),
+            Mistake("padding along the queries", N_("key_padding_mask (N, S) marks KEYS, the last axis of (N, L, S): view it as "
+                    "key_padding_mask[:, None, :] (N, 1, S) so it broadcasts over the queries, not [:, :, None]"),
                     _merge_padding_on_queries),
         ],
         minutes=8,
@@ -235,9 +236,9 @@ def _mha_cases():
     cross_mask = torch.rand(3, 5, generator=g) > 0.6
     cross_mask[:, 0] = False
     return [
-        Case("self-attention, E=8, 2 heads, no mask", (x, x, x, 2, *params(8))),
-        Case("self-attention, E=8, 2 heads, causal mask", (x, x, x, 2, *params(8)), {"attn_mask": mask}),
-        Case("cross-attention L=3, S=5, E=12, 3 heads, a random mask", (tgt, mem, mem, 3, *params(12)), {"attn_mask": cross_mask}),
+        Case(N_("self-attention, E=8, 2 heads, no mask"), (x, x, x, 2, *params(8))),
+        Case(N_("self-attention, E=8, 2 heads, causal mask"), (x, x, x, 2, *params(8)), {"attn_mask": mask}),
+        Case(N_("cross-attention L=3, S=5, E=12, 3 heads, a random mask"), (tgt, mem, mem, 3, *params(12)), {"attn_mask": cross_mask}),
     ]
 
 
@@ -276,32 +277,32 @@ def _mha_variant(*, sdpa_mask=False, scale_e=False, no_scale=False, head_major=F
 register(
     Exercise(
         id="04.mha_forward",
-        title="multi_head_attention_forward, step by step",
+        title=N_("multi_head_attention_forward, step by step"),
         reference=mha_forward,
         cases=_mha_cases,
         mistakes=[
-            Mistake("scaled by E", "you scaled by sqrt(E); each head's dot product sums head_dim = E // num_heads terms, so scale by "
-                    "sqrt(1 / head_dim)", _mha_variant(scale_e=True)),
-            Mistake("not scaled", "the scores are not scaled: multiply q by sqrt(1 / head_dim) before the product "
-                    "(head_dim = E // num_heads)", _mha_variant(no_scale=True)),
-            Mistake("softmax over the wrong dim", "your softmax normalises over the queries (dim=-2); each query's weights over "
-                    "the S keys must sum to 1: softmax over the last dim, dim=-1", _mha_variant(softmax_dim=-2)),
-            Mistake("in-projection biases missing", "your q, k and v leave out the in-projection biases: add "
-                    "in_proj_bias.chunk(3) (b_q, b_k, b_v) in the three projections", _mha_variant(no_in_bias=True)),
-            Mistake("output bias missing", "the output projection leaves out its bias: F.linear(out, out_proj_weight, "
-                    "out_proj_bias)", _mha_variant(no_out_bias=True)),
-            Mistake("no out_proj", "the output projection is missing: finish with F.linear(out, out_proj_weight, out_proj_bias)",
+            Mistake("scaled by E", N_("you scaled by sqrt(E); each head's dot product sums head_dim = E // num_heads terms, so scale by "
+                    "sqrt(1 / head_dim)"), _mha_variant(scale_e=True)),
+            Mistake("not scaled", N_("the scores are not scaled: multiply q by sqrt(1 / head_dim) before the product "
+                    "(head_dim = E // num_heads)"), _mha_variant(no_scale=True)),
+            Mistake("softmax over the wrong dim", N_("your softmax normalises over the queries (dim=-2); each query's weights over "
+                    "the S keys must sum to 1: softmax over the last dim, dim=-1"), _mha_variant(softmax_dim=-2)),
+            Mistake("in-projection biases missing", N_("your q, k and v leave out the in-projection biases: add "
+                    "in_proj_bias.chunk(3) (b_q, b_k, b_v) in the three projections"), _mha_variant(no_in_bias=True)),
+            Mistake("output bias missing", N_("the output projection leaves out its bias: F.linear(out, out_proj_weight, "
+                    "out_proj_bias)"), _mha_variant(no_out_bias=True)),
+            Mistake("no out_proj", N_("the output projection is missing: finish with F.linear(out, out_proj_weight, out_proj_bias)"),
                     _mha_variant(no_out_proj=True)),
-            Mistake("bool mask with the SDPA meaning", "you read the boolean attn_mask as True = attend (F.scaled_dot_product_attention's "
-                    "meaning); in MultiheadAttention True means BLOCKED", _mha_variant(sdpa_mask=True)),
-            Mistake("head-major", "you split the heads head-major (row h * N + n) but PyTorch's (N * h) axis, and the merge "
-                    "back to (L, N, E), are batch-major (row n * num_heads + h): reshape to (L, N * h, d_h), then transpose(0, 1)",
+            Mistake("bool mask with the SDPA meaning", N_("you read the boolean attn_mask as True = attend (F.scaled_dot_product_attention's "
+                    "meaning); in MultiheadAttention True means BLOCKED"), _mha_variant(sdpa_mask=True)),
+            Mistake("head-major", N_("you split the heads head-major (row h * N + n) but PyTorch's (N * h) axis, and the merge "
+                    "back to (L, N, E), are batch-major (row n * num_heads + h): reshape to (L, N * h, d_h), then transpose(0, 1)"),
                     _mha_variant(head_major=True)),
-            Mistake("query used as key and value", "your code attends from the query to ITSELF: project the `key` input with "
-                    "W_k and the `value` input with W_v; in cross-attention they have their own length S",
+            Mistake("query used as key and value", N_("your code attends from the query to ITSELF: project the `key` input with "
+                    "W_k and the `value` input with W_v; in cross-attention they have their own length S"),
                     _mha_variant(query_as_key=True)),
-            Mistake("merged without transposing", "the weights are right but the heads are merged wrongly: (N * h, L, d_h) "
-                    "must go back to (L, N * h, d_h) with transpose(0, 1) BEFORE the reshape to (L, N, E)",
+            Mistake("merged without transposing", N_("the weights are right but the heads are merged wrongly: (N * h, L, d_h) "
+                    "must go back to (L, N * h, d_h) with transpose(0, 1) BEFORE the reshape to (L, N, E)"),
                     _mha_variant(merge_no_transpose=True)),
         ],
         atol=1e-5,
