@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import platform
+import unicodedata
 
 import torch
 
 from .core import get_device
+from .i18n import _
 
 PINNED_TORCH = "2.13.0"
 
@@ -53,7 +55,7 @@ def sdpa_choice(device: torch.device | str | None = None) -> str:
     try:
         return SDPBackend(torch._fused_sdp_choice(q, q, q)).name
     except Exception as exc:  # private API: report, never crash notebook 00
-        return f"unknown ({type(exc).__name__})"
+        return _("unknown ({error})").format(error=type(exc).__name__)
 
 
 def environment_report() -> dict[str, object]:
@@ -69,11 +71,12 @@ def environment_report() -> dict[str, object]:
     problems: list[str] = []
     torch_version = torch.__version__.split("+")[0]
     if torch_version != PINNED_TORCH:
-        problems.append(f"torch is {torch.__version__}, the course is pinned to {PINNED_TORCH}: run `make install`.")
+        problems.append(_("torch is {version}, the course is pinned to {pinned}: run `make install`.").format(
+            version=torch.__version__, pinned=PINNED_TORCH))
     ipywidgets = _version("ipywidgets")
     lab_widgets = _version("jupyterlab_widgets")
     if ipywidgets is None or lab_widgets is None:
-        problems.append("ipywidgets or its JupyterLab extension is missing: the explorers fall back to static images.")
+        problems.append(_("ipywidgets or its JupyterLab extension is missing: the explorers fall back to static images."))
     gpu = torch.cuda.get_device_name(0) if device.type == "cuda" else None
     return {
         "python": platform.python_version(),
@@ -96,23 +99,29 @@ def print_environment_report(report: dict[str, object] | None = None) -> None:
     """Print :func:`environment_report` as a short table and a verdict."""
     report = report or environment_report()
     backends = ", ".join(name for name, on in report["sdpa_backends"].items() if on)
+    missing = _("missing")
     rows = [
         ("Python", report["python"]),
-        ("Platform", report["platform"]),
-        ("PyTorch", f"{report['torch']} (pinned: {PINNED_TORCH})"),
-        ("Device", report["device"] + (f" ({report['gpu']})" if report["gpu"] else "")),
-        ("CPU threads", report["threads"]),
-        ("SDPA kernels", f"{backends}; picks {report['sdpa_choice']}"),
-        ("ipywidgets", report["ipywidgets"] or "missing"),
-        ("JupyterLab widgets", report["jupyterlab_widgets"] or "missing"),
+        (_("Platform"), report["platform"]),
+        ("PyTorch", _("{version} (pinned: {pinned})").format(version=report["torch"], pinned=PINNED_TORCH)),
+        (_("Device"), report["device"] + (f" ({report['gpu']})" if report["gpu"] else "")),
+        (_("CPU threads"), report["threads"]),
+        (_("SDPA kernels"), _("{backends}; picks {choice}").format(backends=backends, choice=report["sdpa_choice"])),
+        ("ipywidgets", report["ipywidgets"] or missing),
+        (_("JupyterLab widgets"), report["jupyterlab_widgets"] or missing),
     ]
-    width = max(len(name) for name, _ in rows)
+    width = max(_display_width(name) for name, value in rows)
     for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+        print(f"{name}{' ' * (width - _display_width(name))}  {value}")
     print()
     if report["problems"]:
-        print("Your setup needs attention:")
+        print(_("Your setup needs attention:"))
         for problem in report["problems"]:
             print(f"  - {problem}")
     else:
-        print("Your setup works: every notebook of the course will run.")
+        print(_("Your setup works: every notebook of the course will run."))
+
+
+def _display_width(text: str) -> int:
+    """Columns ``text`` takes in a monospaced font: wide (CJK) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)

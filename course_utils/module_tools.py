@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .i18n import _
 
 __all__ = ["ShapeRow", "trace_shapes", "format_shapes"]
 
@@ -119,12 +122,18 @@ def trace_shapes(model: nn.Module, *inputs, print_table: bool = True, **kwargs) 
 
 def shape_table(rows: Sequence[ShapeRow]) -> str:
     """The text table :func:`trace_shapes` prints."""
-    header = ("module", "type", "input", "output", "params")
+    header = (_("module"), _("type"), _("input"), _("output"), _("params"))
+    model = _("(model)")
     lines = [
-        ("  " * row.depth + (row.name or "(model)"), row.type, format_shapes(row.input_shapes),
+        ("  " * row.depth + (row.name or model), row.type, format_shapes(row.input_shapes),
          format_shapes(row.output_shape), str(row.n_parameters))
         for row in rows
     ]  # fmt: skip
-    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *lines]]
+    widths = [max(_display_width(r[i]) for r in [header, *lines]) for i in range(len(header))]
+    text = ["  ".join(cell + " " * (w - _display_width(cell)) for cell, w in zip(line, widths)).rstrip() for line in [header, *lines]]
     return "\n".join(text)
+
+
+def _display_width(text: str) -> int:
+    """Columns ``text`` takes in a monospaced font: wide (CJK) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)

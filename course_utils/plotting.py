@@ -9,6 +9,8 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .i18n import _
+
 
 def function_and_derivative(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor):
     """Evaluate ``fn`` and its derivative (from autograd) on the points ``x``.
@@ -60,7 +62,7 @@ def plot_functions(
             axes[1].plot(x, dy, label=label)
     axes[0].set_title("f(x)")
     if derivative:
-        axes[1].set_title("f'(x) from autograd")
+        axes[1].set_title(_("f'(x) from autograd"))
     for a in axes:
         a.axhline(0, color="0.8", lw=0.8, zorder=0)
         a.axvline(0, color="0.8", lw=0.8, zorder=0)
@@ -156,13 +158,13 @@ def plot_attention(
         if labels is not None and len(labels) != n:
             raise ValueError(f"plot_attention: `{name}` has {len(labels)} labels but weights has {n} along that axis")
     if ax is None:
-        _, ax = plt.subplots(figsize=(0.45 * S + 1.8, 0.45 * L + 1.2))
+        ax = plt.subplots(figsize=(0.45 * S + 1.8, 0.45 * L + 1.2))[1]
     vmax = max(1e-9, float(weights.max())) if vmax is None else vmax
     image = ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=vmax)
     ax.set_xticks(range(S), key_labels if key_labels is not None else range(S), rotation=90 if key_labels else 0)
     ax.set_yticks(range(L), query_labels if query_labels is not None else range(L))
-    ax.set_xlabel("key")
-    ax.set_ylabel("query")
+    ax.set_xlabel(_("key"))
+    ax.set_ylabel(_("query"))
     if title:
         ax.set_title(title)
     if annotate is None:
@@ -212,12 +214,12 @@ def plot_attention_heads(
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * (0.3 * S + 1.2) + 0.8, nrows * (0.3 * L + 1.2)), squeeze=False)
     for head, ax in enumerate(axes.flat):
         if head < h:
-            plot_attention(weights[head], query_labels, key_labels, ax=ax, title=f"head {head}", annotate=False, colorbar=False,
+            plot_attention(weights[head], query_labels, key_labels, ax=ax, title=_("head {head}").format(head=head), annotate=False, colorbar=False,
                            vmax=vmax)
         else:
             ax.axis("off")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.colorbar(axes.flat[0].images[0], ax=list(axes.flat), fraction=0.02, pad=0.02, label="weight")
+    fig.colorbar(axes.flat[0].images[0], ax=list(axes.flat), fraction=0.02, pad=0.02, label=_("weight"))
     return fig

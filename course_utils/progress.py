@@ -31,6 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .i18n import _
+
 PROGRESS_FILE_ENV = "COURSE_PROGRESS_FILE"
 SERVICE_URL_ENV = "COURSE_PROGRESS_URL"
 TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
@@ -278,19 +280,20 @@ class ProgressTable:
     @property
     def counts(self) -> dict[str, int]:
         counts = {SOLVED: 0, TRIED: 0, NOT_YET: 0}
-        for _, cells in self.rows:
-            for _, status, _ in cells:
+        for _notebook, cells in self.rows:
+            for _exercise, status, _tries_made in cells:
                 counts[status] += 1
         return counts
 
     def _summary(self) -> str:
         c = self.counts
-        return f"{c[SOLVED]} solved, {c[TRIED]} tried, {c[NOT_YET]} not yet ({ICONS[SOLVED]} solved  {ICONS[TRIED]} tried  {ICONS[NOT_YET]} not yet)"
+        return _("{solved} solved, {tried} tried, {not_yet} not yet ({solved_icon} solved  {tried_icon} tried  {not_yet_icon} not yet)").format(
+            solved=c[SOLVED], tried=c[TRIED], not_yet=c[NOT_YET], solved_icon=ICONS[SOLVED], tried_icon=ICONS[TRIED], not_yet_icon=ICONS[NOT_YET])
 
     def __str__(self) -> str:
         lines = []
         for notebook, cells in self.rows:
-            solved = sum(status == SOLVED for _, status, _ in cells)
+            solved = sum(status == SOLVED for _exercise, status, _tries_made in cells)
             marks = "  ".join(f"{ICONS[status]} {_short(eid)}{_tries(tries, status)}" for eid, status, tries in cells)
             lines.append(f"{notebook}  {solved}/{len(cells)}  {marks}")
         return "\n".join(lines + [self._summary()])
@@ -301,16 +304,17 @@ class ProgressTable:
         colours = {SOLVED: "#dafbe1", TRIED: "#ffebe9", NOT_YET: "#f6f8fa"}
         rows = []
         for notebook, cells in self.rows:
-            solved = sum(status == SOLVED for _, status, _ in cells)
+            solved = sum(status == SOLVED for _exercise, status, _tries_made in cells)
             tds = "".join(
-                f'<td style="background:{colours[status]};padding:2px 8px" title="{html.escape(eid)}: {status}">'
+                f'<td style="background:{colours[status]};padding:2px 8px" title="{html.escape(eid)}: {html.escape(_status_text(status))}">'
                 f"{ICONS[status]} {html.escape(_short(eid))}{_tries(tries, status)}</td>"
                 for eid, status, tries in cells
             )
             rows.append(f"<tr><th style='text-align:left;padding:2px 8px'>{notebook}</th><td>{solved}/{len(cells)}</td>{tds}</tr>")
         return (
             "<table style='border-collapse:separate;border-spacing:2px'>"
-            "<tr><th style='text-align:left'>notebook</th><th>solved</th><th style='text-align:left' colspan='99'>exercises</th></tr>"
+            f"<tr><th style='text-align:left'>{html.escape(_('notebook'))}</th><th>{html.escape(_('solved'))}</th>"
+            f"<th style='text-align:left' colspan='99'>{html.escape(_('exercises'))}</th></tr>"
             + "".join(rows)
             + f"</table><p>{html.escape(self._summary())}</p>"
         )
@@ -321,7 +325,12 @@ def _short(exercise_id: str) -> str:
 
 
 def _tries(tries: int, status: str) -> str:
-    return f" ({tries} tries)" if status == TRIED and tries > 1 else ""
+    return _(" ({tries} tries)").format(tries=tries) if status == TRIED and tries > 1 else ""
+
+
+def _status_text(status: str) -> str:
+    """``status`` as the learner reads it, in the course's language."""
+    return {SOLVED: _("solved"), TRIED: _("tried"), NOT_YET: _("not yet")}.get(status, status)
 
 
 def progress(path: str | os.PathLike | None = None) -> ProgressTable:

@@ -32,6 +32,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from .bench import time_side_by_side
+from .i18n import _
 from .synthesizer import SYNTHESIZER_KINDS, make_synthesizer
 from .training import progress_bar
 
@@ -287,7 +288,7 @@ def measure_scaling(
     """
     device = torch.device(device)
     result = ScalingResult(list(lengths), {n: [] for n in candidates}, {n: [] for n in candidates}, str(device), batch, embed_dim, num_heads)
-    for L in progress_bar(lengths, desc="lengths", disable=not progress):
+    for L in progress_bar(lengths, desc=_("lengths"), disable=not progress):
         g = torch.Generator().manual_seed(seed + L)
         x = torch.randn(batch, L, embed_dim, generator=g, dtype=dtype).to(device)  # (N, L, E)
         calls = {name: (lambda fn=fn, x=x: fn(x)) for name, fn in candidates.items()}
@@ -380,12 +381,13 @@ def plot_scaling(result: ScalingResult, title: str | None = None, reference_byte
         ax_m.loglog(result.lengths, [max(m, 1) / 2**20 for m in result.peak_bytes[name]], **style)
     if reference_bytes:
         weights = [attention_weight_bytes(result.batch, result.num_heads, L) / 2**20 for L in result.lengths]
-        ax_m.loglog(result.lengths, weights, color="black", linestyle=":", lw=2, label="one (N, h, L, L) weight tensor")
-    ax_t.set(xlabel="sequence length L", ylabel="milliseconds per forward pass", title="time")
-    ax_m.set(xlabel="sequence length L", ylabel="peak MiB allocated by the call", title="peak memory")
+        ax_m.loglog(result.lengths, weights, color="black", linestyle=":", lw=2, label=_("one (N, h, L, L) weight tensor"))
+    ax_t.set(xlabel=_("sequence length L"), ylabel=_("milliseconds per forward pass"), title=_("time"))
+    ax_m.set(xlabel=_("sequence length L"), ylabel=_("peak MiB allocated by the call"), title=_("peak memory"))
     for ax in (ax_t, ax_m):
         ax.grid(True, which="both", alpha=0.3)
     ax_m.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.suptitle(title or f"self-attention forward, N={result.batch}, E={result.embed_dim}, h={result.num_heads}, device {result.device}")
+    fig.suptitle(title or _("self-attention forward, N={batch}, E={embed_dim}, h={num_heads}, device {device}").format(
+        batch=result.batch, embed_dim=result.embed_dim, num_heads=result.num_heads, device=result.device))
     fig.tight_layout()
     return fig

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .i18n import _
+
 # A fixed-width bar without the rate: its last state reads the same on every machine once
 # tests/nbval_sanitize.cfg masks the [elapsed<remaining, loss=...] part.
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
@@ -57,7 +59,7 @@ def train(
     optimizer: torch.optim.Optimizer,
     steps: int,
     *,
-    desc: str = "training",
+    desc: str | None = None,
     progress: bool = True,
 ) -> list[float]:
     """Train ``model`` for ``steps`` optimizer steps and return the loss of each step.
@@ -72,7 +74,7 @@ def train(
         loss_fn: ``(output, targets) -> scalar loss``.
         optimizer: an optimizer over ``model``'s parameters.
         steps: number of optimizer steps (> 0).
-        desc: label of the progress bar.
+        desc: label of the progress bar (default: "training", in the course's language).
         progress: show a progress bar (on stdout, so notebooks store only its last state).
 
     Returns:
@@ -82,7 +84,7 @@ def train(
         raise ValueError(f"train: `steps` must be a positive int, got {steps!r}")
     model.train()
     losses: list[float] = []
-    bar = progress_bar(range(steps), desc=desc, disable=not progress)
+    bar = progress_bar(range(steps), desc=_("training") if desc is None else desc, disable=not progress)
     for step in bar:
         inputs, targets = get_batch(step)
         output = model(*inputs) if isinstance(inputs, tuple) else model(inputs)

@@ -18,6 +18,8 @@ import matplotlib.image as mpimg
 from IPython.display import Image, display
 from matplotlib.figure import Figure
 
+from .i18n import _
+
 EXPLORER_CLASS = "course-explorer"  # the browser tests find explorers by this CSS class
 
 
@@ -56,7 +58,7 @@ def explorer(
             image; each is a full mapping of keyword -> value.
     """
     root = build_explorer(draw, controls, title)
-    display_with_fallback(root, _small_multiples(draw, fallback_settings, title), f"Interactive explorer: {title}")
+    display_with_fallback(root, _small_multiples(draw, fallback_settings, title), _("Interactive explorer: {title}").format(title=title))
 
 
 def build_explorer(draw: Callable[..., Figure], controls: Mapping[str, W.ValueWidget], title: str) -> W.VBox:
@@ -95,7 +97,7 @@ def _small_multiples(draw: Callable[..., Figure], settings: Sequence[Mapping[str
     width = max(png.shape[1] for png in pngs) / 80
     height = sum(png.shape[0] for png in pngs) / 80
     combined = Figure(figsize=(width, height + 0.4))
-    combined.suptitle(f"{title} (static view: run the notebook to interact)", fontsize=9)
+    combined.suptitle(_("{title} (static view: run the notebook to interact)").format(title=title), fontsize=9)
     axes = combined.subplots(len(pngs), 1, squeeze=False)[:, 0]
     for ax, png, setting in zip(axes, pngs, settings):
         ax.imshow(png)

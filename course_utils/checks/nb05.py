@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..i18n import N_
 from ..transformer import TransformerEncoder, TransformerEncoderLayer, generate_square_subsequent_mask
 from .core import Case, Exercise, Mistake, register
 
@@ -23,9 +24,9 @@ def causal_mask(size: int, device=None, dtype=None) -> torch.Tensor:
 
 def _mask_cases():
     return [
-        Case("size=4", (4,)),
-        Case("size=1", (1,)),
-        Case("size=3, dtype=torch.float64", (3,), {"dtype": torch.float64}),
+        Case(N_("size=4"), (4,)),
+        Case(N_("size=1"), (1,)),
+        Case(N_("size=3, dtype=torch.float64"), (3,), {"dtype": torch.float64}),
     ]
 
 
@@ -36,33 +37,33 @@ def _full(size, value, device=None, dtype=None):
 register(
     Exercise(
         id="05.causal_mask",
-        title="The causal (square subsequent) mask",
+        title=N_("The causal (square subsequent) mask"),
         reference=causal_mask,
         cases=_mask_cases,
         mistakes=[
-            Mistake("tril", "your mask blocks the PAST and lets every token see the FUTURE: -inf belongs above the "
-                    "diagonal (key j > query i), i.e. torch.triu, not torch.tril",
+            Mistake("tril", N_("your mask blocks the PAST and lets every token see the FUTURE: -inf belongs above the "
+                    "diagonal (key j > query i), i.e. torch.triu, not torch.tril"),
                     lambda size, device=None, dtype=None: torch.tril(_full(size, float("-inf"), device, dtype), diagonal=-1)),
-            Mistake("diagonal 0", "your mask also hides each token from itself (diagonal=0): the first token then has no key "
-                    "left and softmax gives NaN; keep the diagonal visible with diagonal=1",
+            Mistake("diagonal 0", N_("your mask also hides each token from itself (diagonal=0): the first token then has no key "
+                    "left and softmax gives NaN; keep the diagonal visible with diagonal=1"),
                     lambda size, device=None, dtype=None: torch.triu(_full(size, float("-inf"), device, dtype), diagonal=0)),
-            Mistake("diagonal 2", "your mask lets each token see the NEXT token (diagonal=2): during training the model "
-                    "can copy the answer it is asked to predict; use diagonal=1",
+            Mistake("diagonal 2", N_("your mask lets each token see the NEXT token (diagonal=2): during training the model "
+                    "can copy the answer it is asked to predict; use diagonal=1"),
                     lambda size, device=None, dtype=None: torch.triu(_full(size, float("-inf"), device, dtype), diagonal=2)),
-            Mistake("bool allowed", "you returned a boolean mask with True = ALLOWED (the convention of "
+            Mistake("bool allowed", N_("you returned a boolean mask with True = ALLOWED (the convention of "
                     "F.scaled_dot_product_attention); nn.Transformer reads True as BLOCKED, and this exercise asks for "
-                    "the float mask: 0 where allowed, -inf where blocked",
+                    "the float mask: 0 where allowed, -inf where blocked"),
                     lambda size, device=None, dtype=None: torch.ones(size, size, dtype=torch.bool, device=device).tril()),
-            Mistake("bool blocked", "a boolean mask with True = blocked works in nn.Transformer, but "
-                    "generate_square_subsequent_mask returns a FLOAT mask: 0 where allowed, -inf where blocked",
+            Mistake("bool blocked", N_("a boolean mask with True = blocked works in nn.Transformer, but "
+                    "generate_square_subsequent_mask returns a FLOAT mask: 0 where allowed, -inf where blocked"),
                     lambda size, device=None, dtype=None: torch.ones(size, size, dtype=torch.bool, device=device).triu(1)),
-            Mistake("ones", "a float mask is ADDED to the scores: adding 1 (or any finite number) does not block "
-                    "anything; use -inf above the diagonal",
+            Mistake("ones", N_("a float mask is ADDED to the scores: adding 1 (or any finite number) does not block "
+                    "anything; use -inf above the diagonal"),
                     lambda size, device=None, dtype=None: torch.triu(_full(size, 1.0, device, dtype), diagonal=1)),
-            Mistake("-1e9", "-1e9 almost blocks, but the causal mask holds exactly -inf, so blocked weights are exactly 0 "
-                    "and nn.Transformer recognises the mask as causal",
+            Mistake("-1e9", N_("-1e9 almost blocks, but the causal mask holds exactly -inf, so blocked weights are exactly 0 "
+                    "and nn.Transformer recognises the mask as causal"),
                     lambda size, device=None, dtype=None: torch.triu(_full(size, -1e9, device, dtype), diagonal=1)),
-            Mistake("dtype ignored", "your mask ignores the `dtype` argument: pass dtype (and device) on to torch.full",
+            Mistake("dtype ignored", N_("your mask ignores the `dtype` argument: pass dtype (and device) on to torch.full"),
                     lambda size, device=None, dtype=None: torch.triu(_full(size, float("-inf")), diagonal=1)),
         ],
         minutes=5,
@@ -161,9 +162,9 @@ def _layer_cases():
     padding = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])  # (N, S)
     causal = generate_square_subsequent_mask(5)  # (S, S)
     return [
-        Case("post-LN (norm_first=False), no mask", (x,), {"norm_first": False}),
-        Case("pre-LN (norm_first=True), no mask", (x,), {"norm_first": True}),
-        Case("post-LN with a causal src_mask and a padding mask", (x,),
+        Case(N_("post-LN (norm_first=False), no mask"), (x,), {"norm_first": False}),
+        Case(N_("pre-LN (norm_first=True), no mask"), (x,), {"norm_first": True}),
+        Case(N_("post-LN with a causal src_mask and a padding mask"), (x,),
              {"norm_first": False, "src_mask": causal, "src_key_padding_mask": padding, "is_causal": True}),
     ]
 
@@ -179,23 +180,23 @@ def _observe_layer(candidate, case):
 register(
     Exercise(
         id="05.encoder_layer",
-        title="Residual connections and LayerNorms of an encoder layer (post-LN and pre-LN)",
+        title=N_("Residual connections and LayerNorms of an encoder layer (post-LN and pre-LN)"),
         reference=EncoderLayer,
         cases=_layer_cases,
         observe=_observe_layer,
         mistakes=[
-            Mistake("no residual", "there is no residual connection: each block's output must be ADDED to its input x "
-                    "(x + block(x)), otherwise the layer forgets its input", _NoResidual),
-            Mistake("norm inside the residual", "the residual is in the wrong place: you normalised the block's output and "
-                    "then added x (x + norm(block(x))); post-LN normalises the SUM: norm1(x + block(x))", _NormInsideResidual),
-            Mistake("always pre-LN", "your layer always normalises first (pre-LN); with norm_first=False the norm comes "
-                    "AFTER the residual addition: x = norm1(x + sa(x))", _AlwaysPreLN),
-            Mistake("always post-LN", "your layer ignores self.norm_first: with norm_first=True (pre-LN) the input of each "
-                    "block is normalised and the residual adds the raw x: x = x + sa(norm1(x))", _AlwaysPostLN),
-            Mistake("residual from the normalised input", "in pre-LN the residual must carry the RAW x: x = x + "
-                    "sa(norm1(x)); you added the block's output to norm1(x) instead", _ResidualFromNormalised),
-            Mistake("masks dropped", "the masks never reached self-attention: pass src_mask, src_key_padding_mask and "
-                    "is_causal on to self._sa_block", _MasksDropped),
+            Mistake("no residual", N_("there is no residual connection: each block's output must be ADDED to its input x "
+                    "(x + block(x)), otherwise the layer forgets its input"), _NoResidual),
+            Mistake("norm inside the residual", N_("the residual is in the wrong place: you normalised the block's output and "
+                    "then added x (x + norm(block(x))); post-LN normalises the SUM: norm1(x + block(x))"), _NormInsideResidual),
+            Mistake("always pre-LN", N_("your layer always normalises first (pre-LN); with norm_first=False the norm comes "
+                    "AFTER the residual addition: x = norm1(x + sa(x))"), _AlwaysPreLN),
+            Mistake("always post-LN", N_("your layer ignores self.norm_first: with norm_first=True (pre-LN) the input of each "
+                    "block is normalised and the residual adds the raw x: x = x + sa(norm1(x))"), _AlwaysPostLN),
+            Mistake("residual from the normalised input", N_("in pre-LN the residual must carry the RAW x: x = x + "
+                    "sa(norm1(x)); you added the block's output to norm1(x) instead"), _ResidualFromNormalised),
+            Mistake("masks dropped", N_("the masks never reached self-attention: pass src_mask, src_key_padding_mask and "
+                    "is_causal on to self._sa_block"), _MasksDropped),
         ],
         atol=1e-5,
         minutes=10,
@@ -280,9 +281,9 @@ def _stack_cases():
     x = torch.randn(5, 2, E, generator=g)  # (S, N, E)
     padding = torch.tensor([[False] * 5, [False] * 4 + [True]])  # (N, S)
     return [
-        Case("3 layers and a final norm, no mask", (x,), {"norm": True}),
-        Case("2 layers, no final norm (norm=None)", (x,), {"norm": False}),
-        Case("3 layers, final norm, causal mask and padding", (x,),
+        Case(N_("3 layers and a final norm, no mask"), (x,), {"norm": True}),
+        Case(N_("2 layers, no final norm (norm=None)"), (x,), {"norm": False}),
+        Case(N_("3 layers, final norm, causal mask and padding"), (x,),
              {"norm": True, "mask": generate_square_subsequent_mask(5), "src_key_padding_mask": padding}),
     ]
 
@@ -302,25 +303,25 @@ def _observe_stack(candidate, case):
 register(
     Exercise(
         id="05.encoder_stack",
-        title="The encoder stack: every layer in turn, then the final norm",
+        title=N_("The encoder stack: every layer in turn, then the final norm"),
         reference=Encoder,
         cases=_stack_cases,
         observe=_observe_stack,
         mistakes=[
-            Mistake("no final norm", "you forgot the final norm: after the last layer apply self.norm (nn.Transformer "
-                    "always gives its encoder and decoder one, even for post-LN)", _NoFinalNorm),
-            Mistake("norm after every layer", "self.norm is applied once, after the LAST layer; the layers have their "
-                    "own norms inside", _NormEveryLayer),
-            Mistake("first layer only", "you ran self.layers[0] again and again: call each layer of self.layers in turn, "
-                    "they hold different weights", _FirstLayerOnly),
-            Mistake("return inside the loop", "your loop returns after the first layer (is `return` indented inside the "
-                    "for loop?)", _ReturnInsideLoop),
-            Mistake("every layer on src", "every layer must take the PREVIOUS layer's output, not src: "
-                    "output = layer(output, ...)", _EveryLayerOnSrc),
-            Mistake("norm is optional", "self.norm can be None (TransformerEncoder(layer, n) has no final norm): apply it "
-                    "only when it is not None", _NormAlways),
-            Mistake("masks dropped", "the masks never reached the layers: pass src_mask=mask and src_key_padding_mask to "
-                    "every layer", _StackMasksDropped),
+            Mistake("no final norm", N_("you forgot the final norm: after the last layer apply self.norm (nn.Transformer "
+                    "always gives its encoder and decoder one, even for post-LN)"), _NoFinalNorm),
+            Mistake("norm after every layer", N_("self.norm is applied once, after the LAST layer; the layers have their "
+                    "own norms inside"), _NormEveryLayer),
+            Mistake("first layer only", N_("you ran self.layers[0] again and again: call each layer of self.layers in turn, "
+                    "they hold different weights"), _FirstLayerOnly),
+            Mistake("return inside the loop", N_("your loop returns after the first layer (is `return` indented inside the "
+                    "for loop?)"), _ReturnInsideLoop),
+            Mistake("every layer on src", N_("every layer must take the PREVIOUS layer's output, not src: "
+                    "output = layer(output, ...)"), _EveryLayerOnSrc),
+            Mistake("norm is optional", N_("self.norm can be None (TransformerEncoder(layer, n) has no final norm): apply it "
+                    "only when it is not None"), _NormAlways),
+            Mistake("masks dropped", N_("the masks never reached the layers: pass src_mask=mask and src_key_padding_mask to "
+                    "every layer"), _StackMasksDropped),
         ],
         atol=1e-5,
         minutes=8,
@@ -342,8 +343,8 @@ def image_to_sequence(x: torch.Tensor) -> torch.Tensor:
 def _image_cases():
     g = torch.Generator().manual_seed(9)
     return [
-        Case("x of shape (2, 3, 4, 5)", (torch.randn(2, 3, 4, 5, generator=g),)),
-        Case("x of shape (1, 6, 2, 3)", (torch.randn(1, 6, 2, 3, generator=g),)),
+        Case(N_("x of shape (2, 3, 4, 5)"), (torch.randn(2, 3, 4, 5, generator=g),)),
+        Case(N_("x of shape (1, 6, 2, 3)"), (torch.randn(1, 6, 2, 3, generator=g),)),
     ]
 
 
@@ -368,18 +369,18 @@ def _image_channels_last_reshape(x):
 register(
     Exercise(
         id="05.image_to_sequence",
-        title="A (B, C, H, W) feature map as a (H*W, B, C) sequence",
+        title=N_("A (B, C, H, W) feature map as a (H*W, B, C) sequence"),
         reference=image_to_sequence,
         cases=_image_cases,
         mistakes=[
-            Mistake("reshape only", "a bare reshape to (H*W, B, C) keeps the memory order (B, C, H, W) and scrambles "
-                    "pixels, channels and images; flatten H and W, then move the axes with permute", _image_view),
-            Mistake("batch first", "you returned (B, H*W, C), the batch_first layout; nn.Transformer's default "
-                    "is (sequence, batch, features) = (H*W, B, C)", _image_batch_first),
-            Mistake("reshape to (B, H*W, C)", "reshaping (B, C, H, W) to (B, H*W, C) mixes channels into positions; "
-                    "flatten(2) gives (B, C, H*W), then permute(2, 0, 1)", _image_channels_last_reshape),
-            Mistake("column major", "your positions run column by column (w * H + h); flatten the pixels row by row "
-                    "(h * W + w), as x.flatten(2) does", _image_column_major),
+            Mistake("reshape only", N_("a bare reshape to (H*W, B, C) keeps the memory order (B, C, H, W) and scrambles "
+                    "pixels, channels and images; flatten H and W, then move the axes with permute"), _image_view),
+            Mistake("batch first", N_("you returned (B, H*W, C), the batch_first layout; nn.Transformer's default "
+                    "is (sequence, batch, features) = (H*W, B, C)"), _image_batch_first),
+            Mistake("reshape to (B, H*W, C)", N_("reshaping (B, C, H, W) to (B, H*W, C) mixes channels into positions; "
+                    "flatten(2) gives (B, C, H*W), then permute(2, 0, 1)"), _image_channels_last_reshape),
+            Mistake("column major", N_("your positions run column by column (w * H + h); flatten the pixels row by row "
+                    "(h * W + w), as x.flatten(2) does"), _image_column_major),
         ],
         minutes=4,
         difficulty=1,

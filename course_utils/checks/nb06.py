@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..i18n import N_
 from .core import Case, Exercise, Mistake, register
 
 # ------------------------------------------------------------------ shared helpers
@@ -60,9 +61,9 @@ class DenseSynthesizerHead(nn.Module):
 
 def _dense_cases():
     return [
-        Case("d_model=8, max_len=6, N=2 sequences of length 6", (8, 6, (2, 6), False)),
-        Case("d_model=8, max_len=6, N=3 sequences of length 4, causal=True", (8, 6, (3, 4), True)),
-        Case("d_model=4, max_len=5, N=1 sequence of length 5, causal=True", (4, 5, (1, 5), True)),
+        Case(N_("d_model=8, max_len=6, N=2 sequences of length 6"), (8, 6, (2, 6), False)),
+        Case(N_("d_model=8, max_len=6, N=3 sequences of length 4, causal=True"), (8, 6, (3, 4), True)),
+        Case(N_("d_model=4, max_len=5, N=1 sequence of length 5, causal=True"), (4, 5, (1, 5), True)),
     ]
 
 
@@ -73,7 +74,7 @@ def _observe_dense(cls, case):
     _fill(model, seed=1)
     x = torch.randn(N, L, d, generator=torch.Generator().manual_seed(2))  # (N, L, d)
     out, weights = model(x, causal=causal) if causal else model(x)
-    return {"number of parameters": sum(p.numel() for p in model.parameters()), "weights": weights, "output": out}
+    return {N_("number of parameters"): sum(p.numel() for p in model.parameters()), N_("weights"): weights, N_("output"): out}
 
 
 class _ForumHiddenWidth(DenseSynthesizerHead):
@@ -169,30 +170,30 @@ class _NoTruncation(DenseSynthesizerHead):
 register(
     Exercise(
         id="06.dense_head",
-        title="A Dense Synthesizer head, as the paper writes it",
+        title=N_("A Dense Synthesizer head, as the paper writes it"),
         reference=DenseSynthesizerHead,
         cases=_dense_cases,
         observe=_observe_dense,
         mistakes=[
-            Mistake("forum hidden width", "your MLP is d -> max_len -> max_len (the forum question's shapes); the paper's F is "
-                    "d -> d -> max_len: linear1 = nn.Linear(d_model, d_model), linear2 = nn.Linear(d_model, max_len)", _ForumHiddenWidth),
-            Mistake("softmax without dim", "you called softmax without `dim`: on a 3-D tensor PyTorch picks dim=0, the BATCH axis; "
-                    "each query's row must sum to 1, so use dim=-1", _SoftmaxNoDim),
-            Mistake("softmax over the queries", "you took the softmax over dim=1, the forum question's bug: for the post's "
+            Mistake("forum hidden width", N_("your MLP is d -> max_len -> max_len (the forum question's shapes); the paper's F is "
+                    "d -> d -> max_len: linear1 = nn.Linear(d_model, d_model), linear2 = nn.Linear(d_model, max_len)"), _ForumHiddenWidth),
+            Mistake("softmax without dim", N_("you called softmax without `dim`: on a 3-D tensor PyTorch picks dim=0, the BATCH axis; "
+                    "each query's row must sum to 1, so use dim=-1"), _SoftmaxNoDim),
+            Mistake("softmax over the queries", N_("you took the softmax over dim=1, the forum question's bug: for the post's "
                     "unbatched (L, L) logits dim=1 is the keys, but on batched (N, L, L) logits it is the QUERY axis, so each "
-                    "column sums to 1 instead of each row; normalise over the keys, the last axis: dim=-1", _SoftmaxOverQueries),
-            Mistake("values not projected", "you mixed x itself; the paper mixes G(x), a learned projection of the same x: "
-                    "add self.value = nn.Linear(d_model, d_model) and use self.value(x)", _NoValueProjection),
-            Mistake("ignored the causal mask", "you ignored causal=True: query 0 sees the future (its weights on keys 1, 2, ... "
-                    "are not 0); when causal, fill the logits above the diagonal (key j > query i) with -inf before the softmax",
+                    "column sums to 1 instead of each row; normalise over the keys, the last axis: dim=-1"), _SoftmaxOverQueries),
+            Mistake("values not projected", N_("you mixed x itself; the paper mixes G(x), a learned projection of the same x: "
+                    "add self.value = nn.Linear(d_model, d_model) and use self.value(x)"), _NoValueProjection),
+            Mistake("ignored the causal mask", N_("you ignored causal=True: query 0 sees the future (its weights on keys 1, 2, ... "
+                    "are not 0); when causal, fill the logits above the diagonal (key j > query i) with -inf before the softmax"),
                     _CausalIgnored),
-            Mistake("mask zeroed after softmax", "you zeroed the future AFTER the softmax, so the rows no longer sum to 1; "
-                    "fill the logits with -inf BEFORE the softmax", _MaskZeroedAfterSoftmax),
-            Mistake("mask added after softmax", "you added the -inf mask AFTER the softmax, which puts -inf (and NaN) into the "
-                    "output; add it to the logits BEFORE the softmax", _MaskAddedAfterSoftmax),
-            Mistake("masked with 0", "you set the future logits to 0, which still gives the future weight exp(0); use -inf",
+            Mistake("mask zeroed after softmax", N_("you zeroed the future AFTER the softmax, so the rows no longer sum to 1; "
+                    "fill the logits with -inf BEFORE the softmax"), _MaskZeroedAfterSoftmax),
+            Mistake("mask added after softmax", N_("you added the -inf mask AFTER the softmax, which puts -inf (and NaN) into the "
+                    "output; add it to the logits BEFORE the softmax"), _MaskAddedAfterSoftmax),
+            Mistake("masked with 0", N_("you set the future logits to 0, which still gives the future weight exp(0); use -inf"),
                     _MaskWithZero),
-            Mistake("no truncation", "for sequences shorter than max_len keep only the first L logits of each row: [..., :L]",
+            Mistake("no truncation", N_("for sequences shorter than max_len keep only the first L logits of each row: [..., :L]"),
                     _NoTruncation),
         ],
         atol=1e-5,
@@ -231,9 +232,9 @@ class RandomSynthesizerHead(nn.Module):
 
 def _random_cases():
     return [
-        Case("trainable, d_model=8, max_len=5, sequences of length 5", (8, 5, True, (2, 5))),
-        Case("fixed (trainable=False), d_model=8, max_len=5, sequences of length 5", (8, 5, False, (2, 5))),
-        Case("trainable, d_model=4, max_len=7, sequences of length 3", (4, 7, True, (3, 3))),
+        Case(N_("trainable, d_model=8, max_len=5, sequences of length 5"), (8, 5, True, (2, 5))),
+        Case(N_("fixed (trainable=False), d_model=8, max_len=5, sequences of length 5"), (8, 5, False, (2, 5))),
+        Case(N_("trainable, d_model=4, max_len=7, sequences of length 3"), (4, 7, True, (3, 3))),
     ]
 
 
@@ -243,13 +244,13 @@ def _observe_random(cls, case):
     model = cls(d, max_len, trainable)
     R = getattr(model, "R", None)
     facts = {
-        "R is trained (in parameters())": any(p is R for p in model.parameters()),
-        "R is saved (in state_dict())": "R" in model.state_dict(),
+        N_("R is trained (in parameters())"): any(p is R for p in model.parameters()),
+        N_("R is saved (in state_dict())"): "R" in model.state_dict(),
     }
     _fill(model, seed=1, first=("R",))
     x = torch.randn(N, L, d, generator=torch.Generator().manual_seed(2))  # (N, L, d)
     out, weights = model(x)
-    return {**facts, "weights": weights, "output": out}
+    return {**facts, N_("weights"): weights, N_("output"): out}
 
 
 class _RandomNoSoftmax(RandomSynthesizerHead):
@@ -289,21 +290,21 @@ class _RandomSoftmaxDim0(RandomSynthesizerHead):
 register(
     Exercise(
         id="06.random_head",
-        title="A Random Synthesizer head, trainable or fixed",
+        title=N_("A Random Synthesizer head, trainable or fixed"),
         reference=RandomSynthesizerHead,
         cases=_random_cases,
         observe=_observe_random,
         mistakes=[
-            Mistake("plain tensor", "R is a plain tensor attribute: it is neither trained nor saved in the state_dict; "
-                    "use nn.Parameter (trainable) or self.register_buffer('R', ...) (fixed)", _PlainTensor),
-            Mistake("no softmax", "you used R itself as the weights; the weights are softmax(R) over the last dimension "
-                    "(raw R rows do not sum to 1 and can be negative)", _RandomNoSoftmax),
-            Mistake("softmax over dim 0", "you took the softmax over dim 0 (the queries); each query's row must sum to 1: dim=-1",
+            Mistake("plain tensor", N_("R is a plain tensor attribute: it is neither trained nor saved in the state_dict; "
+                    "use nn.Parameter (trainable) or self.register_buffer('R', ...) (fixed)"), _PlainTensor),
+            Mistake("no softmax", N_("you used R itself as the weights; the weights are softmax(R) over the last dimension "
+                    "(raw R rows do not sum to 1 and can be negative)"), _RandomNoSoftmax),
+            Mistake("softmax over dim 0", N_("you took the softmax over dim 0 (the queries); each query's row must sum to 1: dim=-1"),
                     _RandomSoftmaxDim0),
-            Mistake("frozen parameter", "for trainable=False you made R an nn.Parameter with requires_grad=False: it still "
-                    "shows up in parameters() (and in parameter counts and optimizers); register it as a buffer instead",
+            Mistake("frozen parameter", N_("for trainable=False you made R an nn.Parameter with requires_grad=False: it still "
+                    "shows up in parameters() (and in parameter counts and optimizers); register it as a buffer instead"),
                     _FixedAsFrozenParameter),
-            Mistake("no truncation", "for sequences shorter than max_len use the top-left corner R[:L, :L]", _RandomNoTruncation),
+            Mistake("no truncation", N_("for sequences shorter than max_len use the top-left corner R[:L, :L]"), _RandomNoTruncation),
         ],
         atol=1e-5,
         minutes=10,
@@ -329,9 +330,9 @@ def factorized_dense_logits(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
 def _factor_cases():
     g = torch.Generator().manual_seed(0)
     return [
-        Case("a=3, b=4, one token", (torch.randn(3, generator=g), torch.randn(4, generator=g))),
-        Case("a=4, b=4, shape (2, 5, .)", (torch.randn(2, 5, 4, generator=g), torch.randn(2, 5, 4, generator=g))),
-        Case("a=2, b=6, shape (3, .)", (torch.randn(3, 2, generator=g), torch.randn(3, 6, generator=g))),
+        Case(N_("a=3, b=4, one token"), (torch.randn(3, generator=g), torch.randn(4, generator=g))),
+        Case(N_("a=4, b=4, shape (2, 5, .)"), (torch.randn(2, 5, 4, generator=g), torch.randn(2, 5, 4, generator=g))),
+        Case(N_("a=2, b=6, shape (3, .)"), (torch.randn(3, 2, generator=g), torch.randn(3, 6, generator=g))),
     ]
 
 
@@ -342,17 +343,17 @@ def _tile(t, n):
 register(
     Exercise(
         id="06.factorized_logits",
-        title="Factorized Dense: compose A (a values) and B (b values) into a*b logits",
+        title=N_("Factorized Dense: compose A (a values) and B (b values) into a*b logits"),
         reference=factorized_dense_logits,
         cases=_factor_cases,
         mistakes=[
-            Mistake("tiled both", "you tiled BOTH factors (C[j] = A[j % a] * B[j % b]); then only lcm(a, b) logits differ. "
-                    "Repeat A element-wise (repeat_interleave) and tile B", lambda A, B: _tile(A, B.shape[-1]) * _tile(B, A.shape[-1])),
-            Mistake("roles swapped", "you tiled A and repeated B; the convention is C[j] = A[j // b] * B[j % b]: repeat A, tile B",
+            Mistake("tiled both", N_("you tiled BOTH factors (C[j] = A[j % a] * B[j % b]); then only lcm(a, b) logits differ. "
+                    "Repeat A element-wise (repeat_interleave) and tile B"), lambda A, B: _tile(A, B.shape[-1]) * _tile(B, A.shape[-1])),
+            Mistake("roles swapped", N_("you tiled A and repeated B; the convention is C[j] = A[j // b] * B[j % b]: repeat A, tile B"),
                     lambda A, B: _tile(A, B.shape[-1]) * B.repeat_interleave(A.shape[-1], dim=-1)),
-            Mistake("outer product not flattened", "you built the (a, b) outer product but did not flatten its last two "
-                    "dimensions into a*b logits", lambda A, B: A[..., :, None] * B[..., None, :]),
-            Mistake("dot product", "you took a dot product of A and B (one number); the logits are element-wise products, a*b of them",
+            Mistake("outer product not flattened", N_("you built the (a, b) outer product but did not flatten its last two "
+                    "dimensions into a*b logits"), lambda A, B: A[..., :, None] * B[..., None, :]),
+            Mistake("dot product", N_("you took a dot product of A and B (one number); the logits are element-wise products, a*b of them"),
                     lambda A, B: (A[..., : min(A.shape[-1], B.shape[-1])] * B[..., : min(A.shape[-1], B.shape[-1])]).sum(-1)),
         ],
         minutes=6,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..i18n import N_
 from ..positions import alibi_bias, apply_rope, sinusoidal_positions
 from .core import Case, Exercise, Mistake, register
 
@@ -21,9 +22,9 @@ def sinusoidal_table(num_positions: int, d_model: int) -> torch.Tensor:
 
 def _sinusoidal_cases():
     return [
-        Case("num_positions=10, d_model=8", (10, 8)),
-        Case("num_positions=7, d_model=6", (7, 6)),
-        Case("num_positions=40, d_model=16", (40, 16)),
+        Case(N_("num_positions=10, d_model=8"), (10, 8)),
+        Case(N_("num_positions=7, d_model=6"), (7, 6)),
+        Case(N_("num_positions=40, d_model=16"), (40, 16)),
     ]
 
 
@@ -51,23 +52,23 @@ def _table(num_positions, d_model, *, base=10000.0, swap=False, exponent="2i", h
 register(
     Exercise(
         id="08.sinusoidal",
-        title="The sinusoidal position table, from the formula",
+        title=N_("The sinusoidal position table, from the formula"),
         reference=sinusoidal_table,
         cases=_sinusoidal_cases,
         mistakes=[
-            Mistake("sin and cos swapped", "you put cos in the even columns and sin in the odd ones: column 2i is the sin, column 2i+1 the cos",
+            Mistake("sin and cos swapped", N_("you put cos in the even columns and sin in the odd ones: column 2i is the sin, column 2i+1 the cos"),
                     lambda n, d: _table(n, d, swap=True)),
-            Mistake("base 1000", "your frequencies use base 1000; the paper's wavelengths grow geometrically up to 10000 * 2π: base 10000",
+            Mistake("base 1000", N_("your frequencies use base 1000; the paper's wavelengths grow geometrically up to 10000 * 2π: base 10000"),
                     lambda n, d: _table(n, d, base=1000.0)),
-            Mistake("exponent per column", "every column got its own frequency (exponent j/d for column j); sin and cos of one pair share "
-                    "it: both columns 2i and 2i+1 use 10000^(2i/d_model)", lambda n, d: _table(n, d, exponent="column")),
-            Mistake("exponent i/d", "your exponent is i/d_model with i the pair number; it is 2i/d_model (the even column's index over d_model)",
+            Mistake("exponent per column", N_("every column got its own frequency (exponent j/d for column j); sin and cos of one pair share "
+                    "it: both columns 2i and 2i+1 use 10000^(2i/d_model)"), lambda n, d: _table(n, d, exponent="column")),
+            Mistake("exponent i/d", N_("your exponent is i/d_model with i the pair number; it is 2i/d_model (the even column's index over d_model)"),
                     lambda n, d: _table(n, d, exponent="i")),
-            Mistake("sin and cos halves", "you put all the sines in the first half and the cosines in the second; the paper interleaves them: "
-                    "sin in column 2i, cos in column 2i+1", lambda n, d: _table(n, d, halves=True)),
-            Mistake("positions from 1", "your positions start at 1; the first row is position 0 (sin 0 = 0, cos 0 = 1)",
+            Mistake("sin and cos halves", N_("you put all the sines in the first half and the cosines in the second; the paper interleaves them: "
+                    "sin in column 2i, cos in column 2i+1"), lambda n, d: _table(n, d, halves=True)),
+            Mistake("positions from 1", N_("your positions start at 1; the first row is position 0 (sin 0 = 0, cos 0 = 1)"),
                     lambda n, d: _table(n, d, first=1)),
-            Mistake("multiplied by the power", "you multiplied the position by 10000^(2i/d); divide: the angle is p / 10000^(2i/d_model)",
+            Mistake("multiplied by the power", N_("you multiplied the position by 10000^(2i/d); divide: the angle is p / 10000^(2i/d_model)"),
                     lambda n, d: _table(n, d, multiply=True)),
         ],
         atol=1e-5,
@@ -92,8 +93,8 @@ def rope(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 def _rope_cases():
     g = torch.Generator().manual_seed(8)
     return [
-        Case("x of shape (2, 5, 8), positions 0..4", (torch.randn(2, 5, 8, generator=g), torch.arange(5))),
-        Case("x of shape (1, 2, 4, 6) (batch, heads, T, d), positions [3, 7, 8, 20]",
+        Case(N_("x of shape (2, 5, 8), positions 0..4"), (torch.randn(2, 5, 8, generator=g), torch.arange(5))),
+        Case(N_("x of shape (1, 2, 4, 6) (batch, heads, T, d), positions [3, 7, 8, 20]"),
              (torch.randn(1, 2, 4, 6, generator=g), torch.tensor([3, 7, 8, 20]))),
     ]
 
@@ -116,20 +117,20 @@ def _rope(x, positions, *, base=10000.0, sign=1.0, halves=False, exponent="2i", 
 register(
     Exercise(
         id="08.rope",
-        title="Rotary position embedding: rotate each pair of features by its position",
+        title=N_("Rotary position embedding: rotate each pair of features by its position"),
         reference=rope,
         cases=_rope_cases,
         mistakes=[
-            Mistake("rotated backwards", "you rotate by -angle (the sin terms have the wrong signs): the pair (a, b) becomes "
-                    "(a cos θ - b sin θ, a sin θ + b cos θ)", lambda x, p: _rope(x, p, sign=-1.0)),
-            Mistake("halves paired", "you paired feature i with feature i + d/2 (the 'rotate_half' layout of some libraries); this "
-                    "exercise pairs neighbours: features 2i and 2i+1", lambda x, p: _rope(x, p, halves=True)),
-            Mistake("exponent i/d", "your frequencies are 10000^(-i/d) with i the pair number; they are 10000^(-2i/d)",
+            Mistake("rotated backwards", N_("you rotate by -angle (the sin terms have the wrong signs): the pair (a, b) becomes "
+                    "(a cos θ - b sin θ, a sin θ + b cos θ)"), lambda x, p: _rope(x, p, sign=-1.0)),
+            Mistake("halves paired", N_("you paired feature i with feature i + d/2 (the 'rotate_half' layout of some libraries); this "
+                    "exercise pairs neighbours: features 2i and 2i+1"), lambda x, p: _rope(x, p, halves=True)),
+            Mistake("exponent i/d", N_("your frequencies are 10000^(-i/d) with i the pair number; they are 10000^(-2i/d)"),
                     lambda x, p: _rope(x, p, exponent="i")),
-            Mistake("base 1000", "your frequencies use base 1000: RoPE's base is 10000", lambda x, p: _rope(x, p, base=1000.0)),
-            Mistake("cos and sin swapped", "you swapped cos and sin in the rotation: at position 0 nothing may change (cos 0 = 1, sin 0 = 0)",
+            Mistake("base 1000", N_("your frequencies use base 1000: RoPE's base is 10000"), lambda x, p: _rope(x, p, base=1000.0)),
+            Mistake("cos and sin swapped", N_("you swapped cos and sin in the rotation: at position 0 nothing may change (cos 0 = 1, sin 0 = 0)"),
                     lambda x, p: _rope(x, p, swap=True)),
-            Mistake("positions ignored", "you rotated by 0..T-1 instead of the `positions` given", lambda x, p: _rope(x, p, arange=True)),
+            Mistake("positions ignored", N_("you rotated by 0..T-1 instead of the `positions` given"), lambda x, p: _rope(x, p, arange=True)),
         ],
         atol=1e-5,
         rtol=1e-4,
@@ -152,9 +153,9 @@ def alibi(n_head: int, length: int) -> torch.Tensor:
 
 def _alibi_cases():
     return [
-        Case("n_head=8, length=5", (8, 5)),
-        Case("n_head=4, length=6", (4, 6)),
-        Case("n_head=2, length=3", (2, 3)),
+        Case(N_("n_head=8, length=5"), (8, 5)),
+        Case(N_("n_head=4, length=6"), (4, 6)),
+        Case(N_("n_head=2, length=3"), (2, 3)),
     ]
 
 
@@ -177,23 +178,23 @@ def _alibi(n_head, length, *, slopes="paper", sign=-1.0, future="-inf", diagonal
 register(
     Exercise(
         id="08.alibi",
-        title="ALiBi: a causal additive bias that penalises distance, one slope per head",
+        title=N_("ALiBi: a causal additive bias that penalises distance, one slope per head"),
         reference=alibi,
         cases=_alibi_cases,
         mistakes=[
-            Mistake("sign flipped", "your bias grows with distance (+m·(i - j)): ALiBi *penalises* far keys, -m·(i - j)",
+            Mistake("sign flipped", N_("your bias grows with distance (+m·(i - j)): ALiBi *penalises* far keys, -m·(i - j)"),
                     lambda n, L: _alibi(n, L, sign=1.0)),
-            Mistake("slopes from 1", "your first head has slope 1: the slopes are 2^(-8h/n) for h = 1..n (8 heads: 1/2, 1/4, ..., 1/256)",
+            Mistake("slopes from 1", N_("your first head has slope 1: the slopes are 2^(-8h/n) for h = 1..n (8 heads: 1/2, 1/4, ..., 1/256)"),
                     lambda n, L: _alibi(n, L, slopes="from 1")),
-            Mistake("slopes of 8 heads", "you used 1/2, 1/4, 1/8, ... whatever the number of heads; the ratio depends on n: 2^(-8h/n)",
+            Mistake("slopes of 8 heads", N_("you used 1/2, 1/4, 1/8, ... whatever the number of heads; the ratio depends on n: 2^(-8h/n)"),
                     lambda n, L: _alibi(n, L, slopes="eight heads")),
-            Mistake("future 0", "the future (j > i) is 0 instead of -inf: adding 0 leaves the future visible",
+            Mistake("future 0", N_("the future (j > i) is 0 instead of -inf: adding 0 leaves the future visible"),
                     lambda n, L: _alibi(n, L, future="0")),
-            Mistake("future not blocked", "above the diagonal your bias is a reward (-m·(i - j) > 0 there) and nothing blocks the future: "
-                    "fill j > i with -inf", lambda n, L: _alibi(n, L, future="none")),
-            Mistake("symmetric, not causal", "you penalised |i - j| both ways and left the future visible: this is the causal bias, -inf for j > i",
+            Mistake("future not blocked", N_("above the diagonal your bias is a reward (-m·(i - j) > 0 there) and nothing blocks the future: "
+                    "fill j > i with -inf"), lambda n, L: _alibi(n, L, future="none")),
+            Mistake("symmetric, not causal", N_("you penalised |i - j| both ways and left the future visible: this is the causal bias, -inf for j > i"),
                     lambda n, L: _alibi(n, L, future="abs")),
-            Mistake("diagonal blocked", "you also blocked the diagonal (triu(0)): a token must see itself (row 0 would be all -inf)",
+            Mistake("diagonal blocked", N_("you also blocked the diagonal (triu(0)): a token must see itself (row 0 would be all -inf)"),
                     lambda n, L: _alibi(n, L, diagonal_blocked=True)),
         ],
         minutes=10,

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..gpt import CausalSelfAttention, sample_next_token
+from ..i18n import N_
 from .core import Case, Exercise, Mistake, register
 
 # --------------------------------------------------------------------------- 09.block
@@ -36,7 +37,7 @@ def _block_cases():
         x = torch.randn(B, T, C, generator=g) * 2.0 + 1.0
         return Case(label, (x, attn, mlp, ln1, ln2))
 
-    return [case("x of shape (2, 5, 16), 4 heads", 2, 5, 16, 4, 0), case("x of shape (1, 7, 8), 2 heads", 1, 7, 8, 2, 1)]
+    return [case(N_("x of shape (2, 5, 16), 4 heads"), 2, 5, 16, 4, 0), case(N_("x of shape (1, 7, 8), 2 heads"), 1, 7, 8, 2, 1)]
 
 
 def _observe_block(candidate, case):
@@ -77,22 +78,22 @@ def _block_mlp_first(x, attn, mlp, ln1, ln2):
 register(
     Exercise(
         id="09.block",
-        title="The pre-LN transformer block: two residual sublayers, each normalising its input",
+        title=N_("The pre-LN transformer block: two residual sublayers, each normalising its input"),
         reference=block_forward,
         cases=_block_cases,
         observe=_observe_block,
         mistakes=[
-            Mistake("post-LN", "you normalised AFTER each residual sum (post-LN, the 2017 layout): pre-LN is x + attn(ln1(x)), "
-                    "then x + mlp(ln2(x)), with no norm on the residual stream itself", _block_post_ln),
-            Mistake("no residuals", "there are no residual connections: add each sublayer's output to its input, x = x + attn(ln1(x))",
+            Mistake("post-LN", N_("you normalised AFTER each residual sum (post-LN, the 2017 layout): pre-LN is x + attn(ln1(x)), "
+                    "then x + mlp(ln2(x)), with no norm on the residual stream itself"), _block_post_ln),
+            Mistake("no residuals", N_("there are no residual connections: add each sublayer's output to its input, x = x + attn(ln1(x))"),
                     _block_no_residuals),
-            Mistake("residual from the normalised x", "your residual adds the NORMALISED x (h = ln1(x); h + attn(h)): the stream "
-                    "must carry the raw x, x + attn(ln1(x))", _block_normalised_residual),
-            Mistake("ln1 twice", "you used ln1 before the MLP too: each sublayer has its own LayerNorm (ln2 before the MLP)",
+            Mistake("residual from the normalised x", N_("your residual adds the NORMALISED x (h = ln1(x); h + attn(h)): the stream "
+                    "must carry the raw x, x + attn(ln1(x))"), _block_normalised_residual),
+            Mistake("ln1 twice", N_("you used ln1 before the MLP too: each sublayer has its own LayerNorm (ln2 before the MLP)"),
                     _block_ln1_twice),
-            Mistake("parallel sublayers", "your MLP reads the block's input, in parallel with the attention (x + attn(ln1(x)) + "
-                    "mlp(ln2(x))); in this block the MLP reads the stream AFTER the attention was added", _block_parallel),
-            Mistake("MLP first", "you applied the MLP before the attention: attention first, x + attn(ln1(x)), then the MLP",
+            Mistake("parallel sublayers", N_("your MLP reads the block's input, in parallel with the attention (x + attn(ln1(x)) + "
+                    "mlp(ln2(x))); in this block the MLP reads the stream AFTER the attention was added"), _block_parallel),
+            Mistake("MLP first", N_("you applied the MLP before the attention: attention first, x + attn(ln1(x)), then the MLP"),
                     _block_mlp_first),
         ],
         atol=1e-5,
@@ -128,8 +129,8 @@ class TiedBigramLM(nn.Module):
 def _tied_cases():
     g = torch.Generator().manual_seed(9)
     return [
-        Case("vocab_size=11, n_embd=6, idx of shape (2, 5)", (11, 6, torch.randint(0, 11, (2, 5), generator=g))),
-        Case("vocab_size=7, n_embd=4, idx of shape (1, 9)", (7, 4, torch.randint(0, 7, (1, 9), generator=g))),
+        Case(N_("vocab_size=11, n_embd=6, idx of shape (2, 5)"), (11, 6, torch.randint(0, 11, (2, 5), generator=g))),
+        Case(N_("vocab_size=7, n_embd=4, idx of shape (1, 9)"), (7, 4, torch.randint(0, 7, (1, 9), generator=g))),
     ]
 
 
@@ -141,7 +142,7 @@ def _observe_tied(cls, case):
     with torch.no_grad():  # set the embedding to known values: a tied head follows, an untied one does not
         model.token_embedding.weight.copy_(torch.randn(vocab_size, n_embd, generator=g))
         logits = model(idx)
-    return {"number of parameters": n_parameters, "logits after setting the embedding": logits}
+    return {N_("number of parameters"): n_parameters, N_("logits after setting the embedding"): logits}
 
 
 class _Untied(TiedBigramLM):
@@ -175,19 +176,19 @@ class _TiedWithBias(TiedBigramLM):
 register(
     Exercise(
         id="09.tied_lm",
-        title="Weight tying: the LM head and the token embedding share one matrix",
+        title=N_("Weight tying: the LM head and the token embedding share one matrix"),
         reference=TiedBigramLM,
         cases=_tied_cases,
         observe=_observe_tied,
         mistakes=[
-            Mistake("untied", "the LM head has its own weight: tie it with self.lm_head.weight = self.token_embedding.weight",
+            Mistake("untied", N_("the LM head has its own weight: tie it with self.lm_head.weight = self.token_embedding.weight"),
                     _Untied),
-            Mistake("copied once", "you COPIED the embedding into the head once: the two separate parameters drift apart as soon "
-                    "as either changes; assign the Parameter itself, self.lm_head.weight = self.token_embedding.weight", _CopiedOnce),
-            Mistake("shared .data, two parameters", "you shared the storage through .data, but the model still has two Parameter "
-                    "objects (counted twice, each with its own gradient and optimizer state): assign the Parameter itself",
+            Mistake("copied once", N_("you COPIED the embedding into the head once: the two separate parameters drift apart as soon "
+                    "as either changes; assign the Parameter itself, self.lm_head.weight = self.token_embedding.weight"), _CopiedOnce),
+            Mistake("shared .data, two parameters", N_("you shared the storage through .data, but the model still has two Parameter "
+                    "objects (counted twice, each with its own gradient and optimizer state): assign the Parameter itself"),
                     _DataShared),
-            Mistake("head with a bias", "your LM head has a bias (vocab_size extra parameters): build it with bias=False",
+            Mistake("head with a bias", N_("your LM head has a bias (vocab_size extra parameters): build it with bias=False"),
                     _TiedWithBias),
         ],
         minutes=5,
@@ -211,10 +212,10 @@ def _sample_cases():
     g = torch.Generator().manual_seed(10)
     logits = torch.randn(300, 8, generator=g) * 2.0  # (B, V)
     return [
-        Case("temperature=1.0, top_k=None", (logits, 1.0, None)),
-        Case("temperature=0.5, top_k=3", (logits, 0.5, 3)),
-        Case("temperature=2.0, top_k=5", (logits, 2.0, 5)),
-        Case("temperature=0 (greedy), top_k=None", (logits, 0.0, None)),
+        Case(N_("temperature=1.0, top_k=None"), (logits, 1.0, None)),
+        Case(N_("temperature=0.5, top_k=3"), (logits, 0.5, 3)),
+        Case(N_("temperature=2.0, top_k=5"), (logits, 2.0, 5)),
+        Case(N_("temperature=0 (greedy), top_k=None"), (logits, 0.0, None)),
     ]
 
 
@@ -243,24 +244,24 @@ def _sample(logits, temperature, top_k, generator, *, scale="divide", keep="larg
 register(
     Exercise(
         id="09.sample",
-        title="Greedy, temperature and top-k sampling of the next token",
+        title=N_("Greedy, temperature and top-k sampling of the next token"),
         reference=sample_next,
         cases=_sample_cases,
         observe=_observe_sample,
         mistakes=[
-            Mistake("temperature multiplied", "you multiplied the logits by the temperature: divide them (T < 1 sharpens, T > 1 flattens)",
+            Mistake("temperature multiplied", N_("you multiplied the logits by the temperature: divide them (T < 1 sharpens, T > 1 flattens)"),
                     lambda lo, t, k, g: _sample(lo, t, k, g, scale="multiply")),
-            Mistake("k smallest kept", "your top-k kept the k LEAST likely tokens: keep the k largest logits",
+            Mistake("k smallest kept", N_("your top-k kept the k LEAST likely tokens: keep the k largest logits"),
                     lambda lo, t, k, g: _sample(lo, t, k, g, keep="smallest")),
-            Mistake("filled with 0", "you set the logits outside the top k to 0, and exp(0) > 0 keeps them possible: use float('-inf')",
+            Mistake("filled with 0", N_("you set the logits outside the top k to 0, and exp(0) > 0 keeps them possible: use float('-inf')"),
                     lambda lo, t, k, g: _sample(lo, t, k, g, fill=0.0)),
-            Mistake("k-th dropped", "you dropped logits <= the k-th largest, which keeps only k - 1 tokens: drop those strictly below it",
+            Mistake("k-th dropped", N_("you dropped logits <= the k-th largest, which keeps only k - 1 tokens: drop those strictly below it"),
                     lambda lo, t, k, g: _sample(lo, t, k, g, strict=False)),
-            Mistake("no greedy case", "temperature 0 divides by zero (inf and NaN probabilities): at temperature 0 return the argmax",
+            Mistake("no greedy case", N_("temperature 0 divides by zero (inf and NaN probabilities): at temperature 0 return the argmax"),
                     lambda lo, t, k, g: _sample(lo, t, k, g, greedy_at_zero=False)),
-            Mistake("softmax over the batch", "your softmax normalised over the batch (dim=0): each row's probabilities over the "
-                    "vocabulary must sum to 1, dim=-1", lambda lo, t, k, g: _sample(lo, t, k, g, dim=0)),
-            Mistake("always greedy", "you always took the argmax: sample with torch.multinomial unless the temperature is 0",
+            Mistake("softmax over the batch", N_("your softmax normalised over the batch (dim=0): each row's probabilities over the "
+                    "vocabulary must sum to 1, dim=-1"), lambda lo, t, k, g: _sample(lo, t, k, g, dim=0)),
+            Mistake("always greedy", N_("you always took the argmax: sample with torch.multinomial unless the temperature is 0"),
                     lambda lo, t, k, g: _sample(lo, t, k, g, always_greedy=True)),
         ],
         minutes=10,

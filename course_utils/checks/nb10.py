@@ -7,6 +7,7 @@ import warnings
 import torch
 
 from ..attention_toolbox import sliding_window
+from ..i18n import N_
 from ..kv_cache import kv_cache_bytes, repeat_kv
 from .core import Case, Exercise, Mistake, register
 
@@ -28,9 +29,9 @@ def append_to_cache(past: torch.Tensor | None, new: torch.Tensor) -> torch.Tenso
 def _append_cases():
     g = torch.Generator().manual_seed(10)
     return [
-        Case("one decoding step: past (2, 3, 4, 5), new (2, 3, 1, 5)", (torch.randn(2, 3, 4, 5, generator=g), torch.randn(2, 3, 1, 5, generator=g))),
-        Case("the first call (the prompt): past None, new (2, 3, 4, 5)", (None, torch.randn(2, 3, 4, 5, generator=g))),
-        Case("two new tokens: past (1, 2, 3, 4), new (1, 2, 2, 4), float64",
+        Case(N_("one decoding step: past (2, 3, 4, 5), new (2, 3, 1, 5)"), (torch.randn(2, 3, 4, 5, generator=g), torch.randn(2, 3, 1, 5, generator=g))),
+        Case(N_("the first call (the prompt): past None, new (2, 3, 4, 5)"), (None, torch.randn(2, 3, 4, 5, generator=g))),
+        Case(N_("two new tokens: past (1, 2, 3, 4), new (1, 2, 2, 4), float64"),
              (torch.randn(1, 2, 3, 4, generator=g, dtype=torch.float64), torch.randn(1, 2, 2, 4, generator=g, dtype=torch.float64))),
     ]
 
@@ -62,21 +63,21 @@ def _append_no_first_step(past, new):
 register(
     Exercise(
         id="10.append_to_cache",
-        title="Append the new keys (or values) to the cache",
+        title=N_("Append the new keys (or values) to the cache"),
         reference=append_to_cache,
         cases=_append_cases,
         mistakes=[
-            Mistake("overwrote the cache", "you returned only the new keys: the cache forgot every earlier token. "
-                    "Concatenate the past and the new ones: torch.cat([past, new], dim=2)", _append_overwrite),
-            Mistake("new before past", "you put the new keys BEFORE the cached ones; positions must stay in order, oldest first: "
-                    "torch.cat([past, new], dim=2)", _append_new_first),
-            Mistake("appended along the heads", "you concatenated along dim 1, the heads; the cache grows along time, dim 2 "
-                    "of (B, H_kv, T, D)", _append_heads),
-            Mistake("appended along the batch", "you concatenated along dim 0, the batch; the cache grows along time, dim 2 "
-                    "of (B, H_kv, T, D)", _append_batch),
-            Mistake("appended along the features", "you concatenated along the last dim, the features; the cache grows along "
-                    "time, dim 2 of (B, H_kv, T, D)", _append_features),
-            Mistake("no first step", "on the first call nothing is cached yet (past is None): return `new` itself then",
+            Mistake("overwrote the cache", N_("you returned only the new keys: the cache forgot every earlier token. "
+                    "Concatenate the past and the new ones: torch.cat([past, new], dim=2)"), _append_overwrite),
+            Mistake("new before past", N_("you put the new keys BEFORE the cached ones; positions must stay in order, oldest first: "
+                    "torch.cat([past, new], dim=2)"), _append_new_first),
+            Mistake("appended along the heads", N_("you concatenated along dim 1, the heads; the cache grows along time, dim 2 "
+                    "of (B, H_kv, T, D)"), _append_heads),
+            Mistake("appended along the batch", N_("you concatenated along dim 0, the batch; the cache grows along time, dim 2 "
+                    "of (B, H_kv, T, D)"), _append_batch),
+            Mistake("appended along the features", N_("you concatenated along the last dim, the features; the cache grows along "
+                    "time, dim 2 of (B, H_kv, T, D)"), _append_features),
+            Mistake("no first step", N_("on the first call nothing is cached yet (past is None): return `new` itself then"),
                     _append_no_first_step),
         ],
         minutes=5,
@@ -89,9 +90,9 @@ register(
 
 def _bytes_cases():
     return [
-        Case("n_layer=2, n_kv_head=3, head_dim=5, seq_len=7, batch=11, float32", (2, 3, 5, 7, 11)),
-        Case("n_layer=12, n_kv_head=12, head_dim=64, seq_len=1024, batch=1, float16", (12, 12, 64, 1024, 1), {"dtype": torch.float16}),
-        Case("n_layer=3, n_kv_head=1, head_dim=4, seq_len=10, batch=13, float64", (3, 1, 4, 10, 13), {"dtype": torch.float64}),
+        Case(N_("n_layer=2, n_kv_head=3, head_dim=5, seq_len=7, batch=11, float32"), (2, 3, 5, 7, 11)),
+        Case(N_("n_layer=12, n_kv_head=12, head_dim=64, seq_len=1024, batch=1, float16"), (12, 12, 64, 1024, 1), {"dtype": torch.float16}),
+        Case(N_("n_layer=3, n_kv_head=1, head_dim=4, seq_len=10, batch=13, float64"), (3, 1, 4, 10, 13), {"dtype": torch.float64}),
     ]
 
 
@@ -102,19 +103,19 @@ def _size(dtype):
 register(
     Exercise(
         id="10.cache_bytes",
-        title="The size of a KV cache in bytes",
+        title=N_("The size of a KV cache in bytes"),
         reference=kv_cache_bytes,
         cases=_bytes_cases,
         mistakes=[
-            Mistake("keys only", "you counted only the keys: the cache holds keys AND values (the factor 2)",
+            Mistake("keys only", N_("you counted only the keys: the cache holds keys AND values (the factor 2)"),
                     lambda n_layer, n_kv_head, head_dim, seq_len, batch=1, dtype=torch.float32: n_layer * n_kv_head * head_dim * seq_len * batch * _size(dtype)),
-            Mistake("numbers, not bytes", "you counted numbers, not bytes: multiply by the dtype's size (torch.empty((), dtype=dtype).element_size())",
+            Mistake("numbers, not bytes", N_("you counted numbers, not bytes: multiply by the dtype's size (torch.empty((), dtype=dtype).element_size())"),
                     lambda n_layer, n_kv_head, head_dim, seq_len, batch=1, dtype=torch.float32: n_layer * 2 * n_kv_head * head_dim * seq_len * batch),
-            Mistake("always 4 bytes", "you assumed 4 bytes per number; use the dtype's size (torch.empty((), dtype=dtype).element_size())",
+            Mistake("always 4 bytes", N_("you assumed 4 bytes per number; use the dtype's size (torch.empty((), dtype=dtype).element_size())"),
                     lambda n_layer, n_kv_head, head_dim, seq_len, batch=1, dtype=torch.float32: n_layer * 2 * n_kv_head * head_dim * seq_len * batch * 4),
-            Mistake("one layer", "you counted one layer: every layer caches its own keys and values",
+            Mistake("one layer", N_("you counted one layer: every layer caches its own keys and values"),
                     lambda n_layer, n_kv_head, head_dim, seq_len, batch=1, dtype=torch.float32: 2 * n_kv_head * head_dim * seq_len * batch * _size(dtype)),
-            Mistake("one sequence", "you forgot the batch: every sequence has its own cache",
+            Mistake("one sequence", N_("you forgot the batch: every sequence has its own cache"),
                     lambda n_layer, n_kv_head, head_dim, seq_len, batch=1, dtype=torch.float32: n_layer * 2 * n_kv_head * head_dim * seq_len * _size(dtype)),
         ],
         minutes=4,
@@ -128,30 +129,30 @@ register(
 def _repeat_cases():
     g = torch.Generator().manual_seed(11)
     return [
-        Case("2 key/value heads for 6 query heads: x (2, 2, 3, 4), n_rep=3", (torch.randn(2, 2, 3, 4, generator=g), 3)),
-        Case("multi-query: x (1, 1, 5, 2), n_rep=4", (torch.randn(1, 1, 5, 2, generator=g), 4)),
-        Case("3 key/value heads for 6 query heads, float64: x (1, 3, 2, 3), n_rep=2", (torch.randn(1, 3, 2, 3, generator=g, dtype=torch.float64), 2)),
+        Case(N_("2 key/value heads for 6 query heads: x (2, 2, 3, 4), n_rep=3"), (torch.randn(2, 2, 3, 4, generator=g), 3)),
+        Case(N_("multi-query: x (1, 1, 5, 2), n_rep=4"), (torch.randn(1, 1, 5, 2, generator=g), 4)),
+        Case(N_("3 key/value heads for 6 query heads, float64: x (1, 3, 2, 3), n_rep=2"), (torch.randn(1, 3, 2, 3, generator=g, dtype=torch.float64), 2)),
     ]
 
 
 register(
     Exercise(
         id="10.repeat_kv",
-        title="Repeat each key/value head for its group of query heads",
+        title=N_("Repeat each key/value head for its group of query heads"),
         reference=repeat_kv,
         cases=_repeat_cases,
         mistakes=[
-            Mistake("tiled instead of grouped", "you tiled the heads (x.repeat: kv heads 0, 1, 0, 1, ...), so query head h used kv "
+            Mistake("tiled instead of grouped", N_("you tiled the heads (x.repeat: kv heads 0, 1, 0, 1, ...), so query head h used kv "
                     "head h % H_kv; each kv head serves a block of n_rep NEIGHBOURING query heads (0, 0, 1, 1, ...): "
-                    "x.repeat_interleave(n_rep, dim=1)", lambda x, n_rep: x.repeat(1, n_rep, 1, 1)),
-            Mistake("repeated along time", "you repeated along dim 2, time; repeat the heads, dim 1 of (B, H_kv, T, D)",
+                    "x.repeat_interleave(n_rep, dim=1)"), lambda x, n_rep: x.repeat(1, n_rep, 1, 1)),
+            Mistake("repeated along time", N_("you repeated along dim 2, time; repeat the heads, dim 1 of (B, H_kv, T, D)"),
                     lambda x, n_rep: x.repeat_interleave(n_rep, dim=2)),
-            Mistake("repeated along the features", "you repeated along the last dim, the features; repeat the heads, dim 1 of (B, H_kv, T, D)",
+            Mistake("repeated along the features", N_("you repeated along the last dim, the features; repeat the heads, dim 1 of (B, H_kv, T, D)"),
                     lambda x, n_rep: x.repeat_interleave(n_rep, dim=3)),
-            Mistake("expanded without reshaping", "you inserted a group axis and expanded it, but left it there: merge it with the "
-                    "heads, (B, H_kv, n_rep, T, D) -> (B, H_kv * n_rep, T, D)",
+            Mistake("expanded without reshaping", N_("you inserted a group axis and expanded it, but left it there: merge it with the "
+                    "heads, (B, H_kv, n_rep, T, D) -> (B, H_kv * n_rep, T, D)"),
                     lambda x, n_rep: x[:, :, None].expand(-1, -1, n_rep, -1, -1)),
-            Mistake("not repeated", "x came back unchanged: each of the H_kv heads must appear n_rep times", lambda x, n_rep: x),
+            Mistake("not repeated", N_("x came back unchanged: each of the H_kv heads must appear n_rep times"), lambda x, n_rep: x),
         ],
         minutes=8,
         difficulty=2,
@@ -173,9 +174,9 @@ def _mask_of(factory, case):
 
 def _window_cases():
     return [
-        Case("L=7, window=3", (7, 3)),
-        Case("L=5, window=1 (each token sees only itself)", (5, 1)),
-        Case("L=4, window=6 (longer than the sequence: plain causal)", (4, 6)),
+        Case(N_("L=7, window=3"), (7, 3)),
+        Case(N_("L=5, window=1 (each token sees only itself)"), (5, 1)),
+        Case(N_("L=4, window=6 (longer than the sequence: plain causal)"), (4, 6)),
     ]
 
 
@@ -206,22 +207,22 @@ def _window_python_and(window):
 register(
     Exercise(
         id="10.sliding_window",
-        title="A FlexAttention mask_mod for causal sliding-window attention",
+        title=N_("A FlexAttention mask_mod for causal sliding-window attention"),
         reference=sliding_window,
         cases=_window_cases,
         observe=_mask_of,
         mistakes=[
-            Mistake("off by one", "each query sees window + 1 keys: with <= the window counts itself AND `window` earlier keys; "
-                    "query i must see keys i - window + 1 .. i, so q_idx - kv_idx < window", _window_off_by_one),
-            Mistake("both sides", "your window reaches into the FUTURE (|q_idx - kv_idx| < window): add the causal condition "
-                    "q_idx >= kv_idx", _window_both_sides),
-            Mistake("causal reversed", "your mask lets each query see the keys AFTER it (kv_idx >= q_idx): causal is "
-                    "q_idx >= kv_idx", _window_reversed),
-            Mistake("window ignored", "this is plain causal attention: also require q_idx - kv_idx < window", _window_ignored),
-            Mistake("not causal", "keys after the query pass your test (q_idx - kv_idx is negative, so < window): add "
-                    "q_idx >= kv_idx", _window_not_causal),
-            Mistake("Python `and`", "FlexAttention runs your mask_mod on tensors of indices (through torch.vmap), where Python's "
-                    "`and`, `or` and `if` cannot decide: combine the conditions with the tensor operators & and |",
+            Mistake("off by one", N_("each query sees window + 1 keys: with <= the window counts itself AND `window` earlier keys; "
+                    "query i must see keys i - window + 1 .. i, so q_idx - kv_idx < window"), _window_off_by_one),
+            Mistake("both sides", N_("your window reaches into the FUTURE (|q_idx - kv_idx| < window): add the causal condition "
+                    "q_idx >= kv_idx"), _window_both_sides),
+            Mistake("causal reversed", N_("your mask lets each query see the keys AFTER it (kv_idx >= q_idx): causal is "
+                    "q_idx >= kv_idx"), _window_reversed),
+            Mistake("window ignored", N_("this is plain causal attention: also require q_idx - kv_idx < window"), _window_ignored),
+            Mistake("not causal", N_("keys after the query pass your test (q_idx - kv_idx is negative, so < window): add "
+                    "q_idx >= kv_idx"), _window_not_causal),
+            Mistake("Python `and`", N_("FlexAttention runs your mask_mod on tensors of indices (through torch.vmap), where Python's "
+                    "`and`, `or` and `if` cannot decide: combine the conditions with the tensor operators & and |"),
                     _window_python_and),
         ],
         minutes=8,
