@@ -103,7 +103,7 @@ def _merge_cases():
         kpm[0, -1] = True  # the first sequence has one padding key
         return Case(label, (attn, kpm, h))
 
-    return [case(2, 3, 4, 2, "N=2, L=3, S=4, num_heads=2"), case(3, 2, 5, 3, "N=3, L=2, S=5, num_heads=3")]
+    return [case(2, 3, 4, 2, N_("N=2, L=3, S=4, num_heads=2")), case(3, 2, 5, 3, N_("N=3, L=2, S=5, num_heads=3"))]
 
 
 def _merge_head_major(attn, kpm, h):
