@@ -520,7 +520,7 @@ def glossary() -> list[Term]:
 def prose(markdown: str) -> str:
     """Markdown without what is not prose: code, maths, link targets, HTML tags, URLs."""
     text = re.sub(r"(^|\n)\s*(```|~~~).*?(\n\s*\2|$)", "\n", markdown, flags=re.S)
-    text = re.sub(r"\$\$.*?\$\$|\$[^$\n]*\$|`[^`\n]*`|\]\([^)]*\)|<[^>]+>|https?://\S+", " ", text, flags=re.S)
+    text = re.sub(r"\$\$.*?\$\$|\$[^$\n]*\$|`[^`]+`|\]\([^)]*\)|<[^>]+>|https?://\S+", " ", text, flags=re.S)
     return text
 
 
@@ -569,7 +569,7 @@ def glossary_problems(notebook: Path) -> list[str]:
             continue
         english, chinese = prose(entry.msgid), prose(entry.msgstr)
         for term in terms:
-            if term.english_pattern().search(english) and not term.chinese_pattern().search(chinese):
+            if _uses(term, english, terms) and not term.chinese_pattern().search(chinese):
                 problems.append(
                     f"notebooks/{notebook.name}, {_cell_of(entry)}: the English says {term.english[0]!r}; "
                     f"the glossary renders it {term.chinese!r}, which the translation lacks: {_clip(entry.msgid)!r}"
@@ -578,6 +578,14 @@ def glossary_problems(notebook: Path) -> list[str]:
     if zh.exists():
         problems += first_use_problems(nbformat.read(zh, as_version=4), notebook.name, terms)
     return problems
+
+
+def _uses(term: Term, english: str, terms: list[Term]) -> bool:
+    """Whether ``english`` uses ``term`` other than inside a longer term ("embedding" in "rotary position embedding")."""
+    longer = [t for t in terms if t is not term and any(len(a) > len(b) and b.lower() in a.lower()
+                                                         for a in t.english for b in term.english)]
+    taken = [m.span() for t in longer for m in t.english_pattern().finditer(english)]
+    return any(not any(a <= m.start() < b for a, b in taken) for m in term.english_pattern().finditer(english))
 
 
 def first_use_problems(zh: nbformat.NotebookNode, name: str, terms: list[Term]) -> list[str]:
