@@ -8,6 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_PATHS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+ZH_PATHS = sorted((ROOT / "notebooks" / "zh").glob("[0-9][0-9]_*.ipynb"))
 RAISES = {"raises-exception", "nbval-raises-exception"}
 MACHINE_PATH = re.compile(r"(/tmp/|/root/|/home/|/work/|/Users/|[A-Z]:\\\\Users)")
 
@@ -24,7 +25,7 @@ def source(cell):
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
-@pytest.fixture(params=NOTEBOOK_PATHS, ids=[p.name for p in NOTEBOOK_PATHS])
+@pytest.fixture(params=NOTEBOOK_PATHS + ZH_PATHS, ids=[str(p.relative_to(ROOT / "notebooks")) for p in NOTEBOOK_PATHS + ZH_PATHS])
 def notebook(request):
     return request.param, load(request.param)
 
@@ -84,6 +85,11 @@ def test_opens_with_objectives_and_time_and_closes_with_summary_and_misconceptio
     path, nb = notebook
     markdown = [source(c) for c in nb["cells"] if c["cell_type"] == "markdown"]
     opening, closing = "\n".join(markdown[:2]).lower(), "\n".join(markdown[-3:]).lower()
+    if path.parent.name == "zh":  # the Chinese edition's fixed headings
+        assert "你将" in opening and "**用时：**" in opening, f"zh/{path.name}: opening lacks 你将… or **用时：**"
+        assert "**预备知识：**" in opening, f"zh/{path.name}: opening lacks **预备知识：**"
+        assert "小结" in closing and "常见误解" in closing, f"zh/{path.name}: closing lacks 小结 or 常见误解"
+        return
     assert "time" in opening and ("you will" in opening or "objectives" in opening), f"{path.name}: opening lacks objectives or time"
     assert "prerequisite" in opening, f"{path.name}: opening lacks prerequisites"
     assert "summary" in closing and "misconception" in closing, f"{path.name}: closing lacks summary or misconceptions"
