@@ -9,16 +9,26 @@ STAMP  := $(VENV)/.installed
 # takes the small CPU wheel of the same pinned torch.
 TORCH_INDEX ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# `make lab COURSE_LANG=zh` (or COURSE_LANG=zh in the environment): the Chinese edition.
+COURSE_LANG ?= en
+ZH := $(filter zh zh_CN zh-CN zh_cn zh-cn zh-Hans zh_Hans,$(COURSE_LANG))
+# JupyterLab's own settings for the Chinese launch live here, apart from the learner's
+# (~/.jupyter/lab), which it never reads or writes; the interface language is rewritten at each launch.
+LAB_ZH := build/lab-zh
+LAB_ZH_LOCALE := $(LAB_ZH)/user-settings/@jupyterlab/translation-extension/plugin.jupyterlab-settings
 
-.PHONY: help install lab test execute student lint bench clean test-browser html hub test-hub
+.PHONY: help install lab lab-zh-settings test execute student lint bench clean test-browser html hub test-hub translations zh
 
 help:
 	@echo "make lab      start JupyterLab on notebooks/ (http://127.0.0.1:8888, token login)"
+	@echo "make lab COURSE_LANG=zh   the Chinese edition: JupyterLab in Chinese on notebooks/zh/, checks in Chinese"
 	@echo "make test     unit tests + every notebook under nbval (strict)"
 	@echo "make install  create .venv with the pinned environment"
 	@echo "make execute  re-run every notebook in place in a fresh kernel"
-	@echo "make student  write the student edition to build/student/"
-	@echo "make html     offline HTML handouts, both editions, in build/html/ (open index.html)"
+	@echo "make student  write the student edition to build/student/ (Chinese: build/student/zh/)"
+	@echo "make html     offline HTML handouts, both editions, English and Chinese, in build/html/ (open index.html)"
+	@echo "make translations  update the Chinese PO catalogues from the English notebooks and the package"
+	@echo "make zh       build notebooks/zh/ from the English notebooks and the catalogues, then execute them"
 	@echo "make test-browser  every notebook run in JupyterLab in headless Chromium (apt-get install chromium)"
 	@echo "make hub      a workshop's JupyterHub on this machine (http://127.0.0.1:8000; prints how to log in)"
 	@echo "make test-hub the hub end to end: learners, their kernels, the progress board, load (needs npm)"
@@ -44,8 +54,20 @@ $(WORKSHOP_STAMP): $(STAMP) workshop/requirements.txt workshop/package-lock.json
 	cd workshop && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(WORKSHOP_STAMP)
 
+ifeq ($(ZH),)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks $(ROOT_FLAG)
+else
+lab: $(STAMP) lab-zh-settings
+	COURSE_LANG=zh $(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks/zh \
+		--LabApp.user_settings_dir=$(LAB_ZH)/user-settings --LabApp.workspaces_dir=$(LAB_ZH)/workspaces $(ROOT_FLAG)
+endif
+
+# JupyterLab's interface in Chinese (the pinned jupyterlab-language-pack-zh-CN). The browser
+# tests start their Chinese JupyterLab with this rule too (make LAB_ZH=<their state> lab-zh-settings).
+lab-zh-settings:
+	@mkdir -p $(dir $(LAB_ZH_LOCALE))
+	@printf '{\n  "locale": "zh_CN"\n}\n' > $(LAB_ZH_LOCALE)
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -55,6 +77,14 @@ execute: $(STAMP)
 
 student: $(STAMP)
 	$(PY) -m course_utils.tooling.student build/student
+
+translations: $(STAMP)
+	$(PY) -m course_utils.tooling.translate extract
+
+# the shell expands the glob after the build, so new Chinese notebooks are executed too
+zh: $(STAMP)
+	$(PY) -m course_utils.tooling.translate build
+	$(PY) -m course_utils.tooling.notebooks notebooks/zh/[0-9][0-9]_*.ipynb
 
 html: $(STAMP)
 	$(PY) -m course_utils.tooling.html build/html

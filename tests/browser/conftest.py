@@ -7,7 +7,10 @@ browser is ever downloaded. The fixtures here start and stop everything themselv
 
 * ``lab``: JupyterLab on 127.0.0.1 (a free port, no token) serving a temporary copy of
   ``notebooks/``, configured by a scratch copy of ``tests/browser/jupyter_config/``
-  (``JUPYTER_CONFIG_DIR``);
+  (``JUPYTER_CONFIG_DIR``); for a Chinese notebook (``notebooks/zh/``), a second JupyterLab
+  started as ``make lab COURSE_LANG=zh`` starts it: serving a copy of ``notebooks/zh/``, with
+  ``COURSE_LANG=zh`` in its environment and its interface language written by the Makefile's
+  own rule (``make lab-zh-settings``). ``labs`` holds both, started on first use;
 * ``browser``: headless Chromium; ``context`` and ``page`` give each test a fresh profile in
   which every request to an address outside this machine is blocked and recorded.
 
@@ -18,7 +21,9 @@ Environment knobs:
     COURSE_CHROMIUM: the Chromium binary (default /usr/bin/chromium).
     COURSE_BROWSER_NOTEBOOK_TIMEOUT: seconds allowed for one notebook's run-all (default 300).
     COURSE_BROWSER_NOTEBOOKS: the folder of notebooks to run in JupyterLab (default notebooks/;
-        ``build/student`` after ``make student`` tries the student edition).
+        ``build/student`` after ``make student`` tries the student edition); its ``zh/``
+        folder holds the Chinese ones.
+    COURSE_BROWSER_LANGUAGES: the languages to test, comma-separated (default ``en,zh``).
 """
 
 from __future__ import annotations
@@ -66,6 +71,9 @@ NOTEBOOK_DIR = Path(os.environ.get("COURSE_BROWSER_NOTEBOOKS", ROOT / "notebooks
 if not NOTEBOOK_DIR.is_absolute():
     NOTEBOOK_DIR = ROOT / NOTEBOOK_DIR
 SERVER_START_TIMEOUT_S = 120
+LANGUAGES = [code.strip() for code in os.environ.get("COURSE_BROWSER_LANGUAGES", "en,zh").split(",") if code.strip()]
+#: Where each language's notebooks are, below a folder of course notebooks.
+LANGUAGE_DIRS = {"en": ".", "zh": "zh"}
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 TIMINGS: list[tuple[str, dict[str, float]]] = []
@@ -90,14 +98,30 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG0
     (SCREENSHOTS / "timings.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def _by_language(folder: Path) -> list[Path]:
+    found = []
+    for language in LANGUAGES:
+        found += sorted((folder / LANGUAGE_DIRS[language]).glob("[0-9][0-9]_*.ipynb"))
+    return found
+
+
+def notebook_language(path: Path) -> str:
+    """``"zh"`` for a notebook in a ``zh/`` folder, else ``"en"``."""
+    return "zh" if path.parent.name == "zh" else "en"
+
+
+def notebook_id(path: Path) -> str:
+    return path.stem if notebook_language(path) == "en" else f"zh/{path.stem}"
+
+
 def course_notebooks() -> list[Path]:
-    """The notebooks under test, found by glob so that new ones are covered automatically."""
-    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    """The notebooks under test, English then Chinese, found by glob so that new ones are covered automatically."""
+    return _by_language(NOTEBOOK_DIR)
 
 
 def handout_notebooks() -> list[Path]:
-    """The notebooks the HTML handouts are made from: always the solution edition."""
-    return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    """The notebooks the HTML handouts are made from: always the solution edition, English then Chinese."""
+    return _by_language(ROOT / "notebooks")
 
 
 def pytest_generate_tests(metafunc):
@@ -105,7 +129,7 @@ def pytest_generate_tests(metafunc):
     for name, paths in (("notebook", course_notebooks), ("handout", handout_notebooks)):
         if name in metafunc.fixturenames:
             found = paths()
-            metafunc.parametrize(name, found, ids=[path.stem for path in found])
+            metafunc.parametrize(name, found, ids=[notebook_id(path) for path in found])
 
 
 @pytest.fixture(scope="session")
@@ -135,6 +159,7 @@ class LabServer:
     log: Path
     process: subprocess.Popen = field(repr=False)
     started_in: float = 0.0
+    language: str = "en"
 
     def log_tail(self, lines: int = 40) -> str:
         return _tail(self.log, lines)
@@ -182,14 +207,26 @@ def _stop_server(server: LabServer) -> None:
             continue
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory) -> LabServer:
-    """JupyterLab serving a scratch copy of the notebooks (so autosave never touches the repo)."""
-    if not NOTEBOOK_DIR.is_dir():
-        pytest.fail(f"COURSE_BROWSER_NOTEBOOKS: {NOTEBOOK_DIR} is not a folder (run `make student` for build/student)")
-    base = tmp_path_factory.mktemp("lab")
+def lab_zh_settings(user_settings: Path) -> None:
+    """JupyterLab's interface in Chinese, written by the Makefile's rule that ``make lab COURSE_LANG=zh`` runs."""
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-s", f"LAB_ZH={user_settings.parent}", "lab-zh-settings"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"`make lab-zh-settings` failed ({result.returncode}): {result.stderr or result.stdout}")
+
+
+def start_lab(base: Path, language: str = "en") -> LabServer:
+    """JupyterLab serving a scratch copy of one language's notebooks (so autosave never touches the repo)."""
+    source = NOTEBOOK_DIR / LANGUAGE_DIRS[language]
+    if not source.is_dir():
+        pytest.fail(f"COURSE_BROWSER_NOTEBOOKS: {source} is not a folder (run `make student` for build/student)")
     root = base / "notebooks"
-    shutil.copytree(NOTEBOOK_DIR, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(source, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "zh", "locale"))
     state = base / "state"
     (state / "user-settings").mkdir(parents=True)
     (state / "workspaces").mkdir()
@@ -199,6 +236,10 @@ def lab(tmp_path_factory) -> LabServer:
     shutil.copytree(CONFIG_DIR, config_dir, ignore=shutil.ignore_patterns("migrated", "__pycache__"))
     port = _free_port()
     env = dict(os.environ)
+    env.pop("COURSE_LANG", None)
+    if language == "zh":  # as `make lab COURSE_LANG=zh`: the kernels' checks speak Chinese, and so does JupyterLab
+        env["COURSE_LANG"] = "zh"
+        lab_zh_settings(state / "user-settings")
     env.update(
         JUPYTER_CONFIG_DIR=str(config_dir),
         JUPYTER_RUNTIME_DIR=str(state / "runtime"),
@@ -220,14 +261,55 @@ def lab(tmp_path_factory) -> LabServer:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    server = LabServer(url=f"http://127.0.0.1:{port}", root=root, log=log, process=process)
+    server = LabServer(url=f"http://127.0.0.1:{port}", root=root, log=log, process=process, language=language)
     try:
         _wait_for_server(server.url, process, log, SERVER_START_TIMEOUT_S)
-        server.started_in = time.monotonic() - start
-        record_timing("JupyterLab server start", start=server.started_in)
-        yield server
-    finally:
+    except BaseException:
         _stop_server(server)
+        raise
+    server.started_in = time.monotonic() - start
+    record_timing(f"JupyterLab server start ({language})", start=server.started_in)
+    return server
+
+
+class LabServers:
+    """One JupyterLab per language, each started when a test first needs it."""
+
+    def __init__(self, tmp_path_factory):
+        self._tmp = tmp_path_factory
+        self._servers: dict[str, LabServer] = {}
+
+    def __getitem__(self, language: str) -> LabServer:
+        if language not in self._servers:
+            self._servers[language] = start_lab(self._tmp.mktemp(f"lab-{language}"), language)
+        return self._servers[language]
+
+    def stop(self, language: str | None = None) -> None:
+        for code in [language] if language else list(self._servers):
+            server = self._servers.pop(code, None)
+            if server is not None:
+                _stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def labs(tmp_path_factory):
+    """The JupyterLab of each language (``labs["zh"]``), started on first use, all stopped at the end."""
+    servers = LabServers(tmp_path_factory)
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.fixture
+def lab(labs, request) -> LabServer:
+    """The JupyterLab of the notebook under test (English unless it is a Chinese notebook)."""
+    callspec = getattr(request.node, "callspec", None)
+    notebook = callspec.params.get("notebook") if callspec else None
+    language = notebook_language(notebook) if isinstance(notebook, Path) else "en"
+    if language == "zh":  # the notebooks run in course order, English first: that server is done
+        labs.stop("en")
+    return labs[language]
 
 
 @pytest.fixture(scope="session")

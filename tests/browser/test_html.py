@@ -1,11 +1,13 @@
-"""The HTML handouts (``make html``), opened from disk in Chromium with the network blocked.
+"""The HTML handouts (``make html``), English and Chinese, opened from disk in Chromium with the network blocked.
 
 The handouts are built into a scratch folder with ``course_utils.tooling.html.build`` (what
 ``make html`` runs), then every page is opened through ``file://`` as on a laptop with no
 network. Each page must: request nothing outside this machine and load every local file it
 asks for; typeset its math with the local MathJax (no TeX errors); show every plot and the
-static picture of every interactive explorer; link only to pages that exist.
-Screenshots: ``build/screenshots/html/``.
+static picture of every interactive explorer; link only to pages that exist. The two course
+maps link every page of their language and each other; a Chinese page's navigation is in
+Chinese and links its English page. Screenshots: ``build/screenshots/html/`` (``zh/`` for the
+Chinese pages).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from urllib.parse import unquote, urlparse
 import nbformat
 import pytest
 
-from course_utils.tooling.html import EDITIONS, build
+from course_utils.tooling.html import EDITIONS, LABELS, build
 
 SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "build" / "screenshots" / "html"
 MATHJAX_TIMEOUT_S = 60
@@ -73,7 +75,11 @@ _MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+\$|\\\(.+?\\\)|\\\[.+?\\\]", re.DOTALL
 @dataclass
 class Handouts:
     out: Path  # the built site
-    sources: dict[str, Path]  # stem -> the snapshot of the notebook it was built from
+    sources: dict[tuple[str, str], Path]  # (language, stem) -> the snapshot of the notebook it was built from
+
+
+def _language(notebook: Path) -> str:
+    return "zh" if notebook.parent.name == "zh" else "en"
 
 
 @pytest.fixture(scope="session")
@@ -81,13 +87,20 @@ def handouts(tmp_path_factory, timings, handout_paths) -> Handouts:
     """The handouts, built from a snapshot of the notebooks (so expectations match the pages)."""
     base = tmp_path_factory.mktemp("html")
     snapshot = base / "notebooks"
-    snapshot.mkdir()
+    (snapshot / "zh").mkdir(parents=True)
     sources = {}
     for path in handout_paths:
-        sources[path.stem] = snapshot / path.name
-        shutil.copyfile(path, sources[path.stem])
+        language = _language(path)
+        sources[language, path.stem] = snapshot / ("zh" if language == "zh" else "") / path.name
+        shutil.copyfile(path, sources[language, path.stem])
+    glossary = next((path.parent / "术语表.md" for path in handout_paths if _language(path) == "zh"), None)
     start = time.monotonic()
-    build(base / "site", notebooks=list(sources.values()))
+    build(
+        base / "site",
+        notebooks=[p for (language, _), p in sources.items() if language == "en"],
+        chinese=[p for (language, _), p in sources.items() if language == "zh"],
+        glossary=glossary if glossary is not None and glossary.is_file() else None,
+    )
     timings("html/build (all pages)", build=time.monotonic() - start)
     return Handouts(out=base / "site", sources=sources)
 
@@ -126,41 +139,60 @@ def _dead_links(facts: dict) -> list[str]:
 
 
 def _page(handouts: Handouts, notebook: Path, edition: str) -> Path:
-    return handouts.out / edition / f"{notebook.stem}.html"
+    language = _language(notebook)
+    return handouts.out / ("zh" if language == "zh" else "") / edition / f"{notebook.stem}.html"
 
 
-def test_course_map_opens_offline(handouts, handout_paths, page, traffic, timings):
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_course_map_opens_offline(handouts, handout_paths, language, page, traffic, timings):
+    mine = [path for path in handout_paths if _language(path) == language]
+    if not mine:
+        pytest.skip(f"no {language} notebooks")
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    index = handouts.out / ("zh" if language == "zh" else "") / "index.html"
+    other = handouts.out / ("zh/index.html" if language == "en" else "index.html")
     start = time.monotonic()
-    facts = _open(page, handouts.out / "index.html")
-    page.screenshot(path=str(SCREENSHOT_DIR / "index.png"), full_page=True)
-    timings("html/index", open=time.monotonic() - start)
+    facts = _open(page, index)
+    page.screenshot(path=str(SCREENSHOT_DIR / f"index{'' if language == 'en' else '.zh'}.png"), full_page=True)
+    timings(f"html/index ({language})", open=time.monotonic() - start)
     problems = []
-    for notebook in handout_paths:
+    for notebook in mine:
         for edition in EDITIONS:
             target = _page(handouts, notebook, edition).as_uri()
             if target not in facts["links"]:
                 problems.append(f"no link to the {edition} edition of {notebook.stem}")
+    if any(_language(path) != language for path in handout_paths) and other.as_uri() not in facts["links"]:
+        problems.append(f"no link to the course map in the other language ({other.relative_to(handouts.out)})")
+    if language == "zh" and LABELS["zh"]["map"] not in facts["text"]:
+        problems.append(f"the Chinese course map does not say {LABELS['zh']['map']!r}")
     problems += [f"dead link {href}" for href in _dead_links(facts)]
     if traffic.blocked or traffic.failed:
         problems.append(traffic.report())
-    assert not problems, "course map (index.html): " + "; ".join(problems)
+    assert not problems, f"course map ({index.relative_to(handouts.out)}): " + "; ".join(problems)
 
 
 @pytest.mark.parametrize("edition", EDITIONS)
 def test_handout_opens_offline(handouts, handout, edition, page, traffic, timings):
+    language = _language(handout)
     path = _page(handouts, handout, edition)
     assert path.is_file(), f"{path} was not written"
     start = time.monotonic()
     facts = _open(page, path)
-    folder = SCREENSHOT_DIR / edition
+    folder = SCREENSHOT_DIR / ("zh" if language == "zh" else "") / edition
     folder.mkdir(parents=True, exist_ok=True)
     shot = folder / f"{handout.stem}.png"
     page.screenshot(path=str(shot), full_page=True)
-    timings(f"html/{edition}/{handout.stem}", open=time.monotonic() - start)
+    timings(f"html/{'zh/' if language == 'zh' else ''}{edition}/{handout.stem}", open=time.monotonic() - start)
 
-    expected = _expected(handouts.sources[handout.stem], edition)
+    expected = _expected(handouts.sources[language, handout.stem], edition)
     problems = []
+    if language == "zh":
+        labels = LABELS["zh"]
+        english = handouts.out / edition / f"{handout.stem}.html"
+        if labels["map"] not in facts["text"] or labels["edition"][edition] not in facts["text"]:
+            problems.append(f"the navigation bar is not in Chinese (no {labels['map']!r} / {labels['edition'][edition]!r})")
+        if english.is_file() and english.as_uri() not in facts["links"]:
+            problems.append(f"no link to the English page {english.name}")
     if facts["mathjax"] != "done":
         problems.append(f"MathJax: {facts['mathjax']} (after {MATHJAX_TIMEOUT_S}s)")
     if expected["math"] and not facts["math"]:
@@ -175,7 +207,7 @@ def test_handout_opens_offline(handouts, handout, edition, page, traffic, timing
         problems.append(f"images that did not load: {facts['brokenImages'][:5]}")
     if facts["images"] < expected["images"]:
         problems.append(f"{expected['images']} image outputs in the notebook, {facts['images']} images on the page")
-    if facts["widgetScripts"] or "Interactive explorer:" in facts["text"]:
+    if facts["widgetScripts"] or "Interactive explorer:" in facts["text"] or "交互式探索器：" in facts["text"]:
         problems.append(
             f"{expected['explorers']} explorer(s): a widget view or its text stands where the static picture should be"
         )

@@ -1,7 +1,11 @@
-"""Every notebook, run in JupyterLab in a real browser, as a learner would.
+"""Every notebook, English and Chinese, run in JupyterLab in a real browser, as a learner would.
 
-For each ``notebooks/NN_*.ipynb`` (found by glob in conftest.py, so new notebooks are
-covered; ``COURSE_BROWSER_NOTEBOOKS`` picks another folder): open it,
+First, JupyterLab's interface speaks each language: its File menu reads "File" in the English
+JupyterLab and "文件" in the Chinese one (started as ``make lab COURSE_LANG=zh`` starts it).
+
+For each ``notebooks/NN_*.ipynb`` and ``notebooks/zh/NN_*.ipynb`` (found by glob in
+conftest.py, so new notebooks are covered; ``COURSE_BROWSER_NOTEBOOKS`` picks another folder,
+``COURSE_BROWSER_LANGUAGES`` the languages): open it in its language's JupyterLab,
 run all cells, wait for the kernel, then assert that
 
 * every code cell ran and no cell shows an error (cells tagged ``raises-exception`` may);
@@ -12,7 +16,8 @@ run all cells, wait for the kernel, then assert that
 
 Screenshots: ``build/screenshots/lab/NN_name.png`` (the whole notebook after the run; very long
 notebooks add ``NN_name.part2.png``...) and
-``NN_name.explorer-K.{before,after}.png`` for each explorer.
+``NN_name.explorer-K.{before,after}.png`` for each explorer; the Chinese ones in ``lab/zh/``,
+with ``lab/zh/interface.png``, the Chinese JupyterLab with its File menu open.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ REDRAW_TIMEOUT_S = 30
 MAX_SCREENSHOT_HEIGHT = 16_000  # about Chromium's largest texture: taller notebooks come in parts
 _ROOT = Path(__file__).resolve().parents[2]
 _EDITION = os.environ.get("COURSE_BROWSER_NOTEBOOKS", "")
+LANGUAGES = [code.strip() for code in os.environ.get("COURSE_BROWSER_LANGUAGES", "en,zh").split(",") if code.strip()]
 # build/screenshots/lab/ for the solution edition, lab-student/ for COURSE_BROWSER_NOTEBOOKS=build/student
 SCREENSHOT_DIR = _ROOT / "build" / "screenshots" / ("lab" if not _EDITION else f"lab-{Path(_EDITION).name}")
 
@@ -121,13 +127,24 @@ EXPLORER_STATE = """(explorer) => {
 }"""
 
 
+def notebook_language(path: Path) -> str:
+    """``"zh"`` for a notebook in a ``zh/`` folder (as conftest.py finds them), else ``"en"``."""
+    return "zh" if path.parent.name == "zh" else "en"
+
+
+def _screenshot_dir(language: str) -> Path:
+    return SCREENSHOT_DIR / "zh" if language == "zh" else SCREENSHOT_DIR
+
+
 def _open_notebook(page, lab, name: str) -> None:
     page.goto(f"{lab.url}/lab/tree/{name}?reset", wait_until="domcontentloaded", timeout=60_000)
     try:
         page.wait_for_function("() => !!window.jupyterapp", timeout=60_000)
         page.wait_for_function(KERNEL_IDLE, arg=name, timeout=KERNEL_READY_TIMEOUT_S * 1000, polling=250)
     except Exception as exc:
-        shot = SCREENSHOT_DIR / f"{Path(name).stem}.not-ready.png"
+        folder = _screenshot_dir(lab.language)
+        folder.mkdir(parents=True, exist_ok=True)
+        shot = folder / f"{Path(name).stem}.not-ready.png"
         page.screenshot(path=str(shot))
         dialog = page.locator(".jp-Dialog")
         shown = f" A dialog is open: {dialog.first.inner_text()[:300]!r}." if dialog.count() else ""
@@ -284,10 +301,45 @@ def shutdown_kernel(page):
             warnings.warn(f"{name}: kernel shutdown failed ({type(exc).__name__})", stacklevel=1)
 
 
+MENU_LABELS = "() => Array.from(document.querySelectorAll('#jp-MainMenu .lm-MenuBar-itemLabel')).map(e => e.textContent)"
+#: The first menu of JupyterLab's menu bar, in each language.
+FILE_MENU = {"en": "File", "zh": "文件"}
+
+
+@pytest.mark.parametrize("language", list(FILE_MENU))
+def test_jupyterlab_speaks_the_language(labs, language, page, traffic, timings):
+    """The interface language of each JupyterLab: the Chinese one is the language pack's."""
+    if language not in LANGUAGES:
+        pytest.skip(f"COURSE_BROWSER_LANGUAGES leaves out {language}")
+    lab = labs[language]
+    folder = _screenshot_dir(language)
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    page.goto(f"{lab.url}/lab?reset", wait_until="domcontentloaded", timeout=60_000)
+    try:
+        page.wait_for_function("() => !!window.jupyterapp", timeout=60_000)
+        page.wait_for_function(f"() => ({MENU_LABELS})().length > 3", timeout=60_000, polling=250)
+    except PlaywrightTimeout:
+        page.screenshot(path=str(folder / "interface.not-ready.png"))
+        pytest.fail(f"{language}: JupyterLab's menu bar did not appear within 60s. Server log:\n{lab.log_tail(15)}")
+    labels = page.evaluate(MENU_LABELS)
+    page.locator("#jp-MainMenu .lm-MenuBar-item").first.click()
+    page.wait_for_selector(".lm-Menu", timeout=10_000)
+    page.screenshot(path=str(folder / "interface.png"))
+    timings(f"lab/interface ({language})", open=time.monotonic() - start)
+    problems = []
+    if not labels or labels[0] != FILE_MENU[language]:
+        problems.append(f"the menu bar reads {labels}, expected it to begin with {FILE_MENU[language]!r}")
+    if traffic.blocked:
+        problems.append(traffic.report())
+    assert not problems, f"JupyterLab ({language}, screenshot {folder / 'interface.png'}): " + "; ".join(problems)
+
+
 def test_notebook_runs_in_jupyterlab(notebook, lab, page, traffic, timings, shutdown_kernel):
     name = notebook.name
     shutdown_kernel(name)
-    folder = SCREENSHOT_DIR
+    language = notebook_language(notebook)
+    folder = _screenshot_dir(language)
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     _open_notebook(page, lab, name)
@@ -309,7 +361,7 @@ def test_notebook_runs_in_jupyterlab(notebook, lab, page, traffic, timings, shut
     failures, notes = _exercise_explorers(page, name, notebook.stem, folder)
     t_explore = time.monotonic()
     timings(
-        f"lab/{notebook.stem}",
+        f"lab/{'zh/' if language == 'zh' else ''}{notebook.stem}",
         open=t_open - t0,
         run_all=t_run - t_open,
         widgets=t_widgets - t_run,
