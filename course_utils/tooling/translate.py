@@ -554,7 +554,7 @@ def catalogue_problems(notebook: Path) -> list[str]:
         elif "fuzzy" in entry.flags:
             problems.append(f"{where}: the English changed since it was translated (fuzzy entry): {_clip(unit.text)!r}")
         elif unit.f_string or "python-brace-format" in entry.flags:
-            if sorted(_BRACES.findall(unit.text)) != sorted(_BRACES.findall(entry.msgstr)):
+            if placeholders(unit.text) != placeholders(entry.msgstr):
                 problems.append(f"{where}: the translation must keep every {{...}} of the English as it is: {_clip(unit.text)!r}")
     return problems
 
@@ -578,6 +578,15 @@ def glossary_problems(notebook: Path) -> list[str]:
     if zh.exists():
         problems += first_use_problems(nbformat.read(zh, as_version=4), notebook.name, terms)
     return problems
+
+
+def placeholders(text: str) -> list[str]:
+    """The ``{...}`` of a format string, sorted, with the text of string literals inside them blanked.
+
+    A translation must keep every expression and format spec; only words inside a literal
+    (``{'context T':>10}``, a column header) may be translated.
+    """
+    return sorted(re.sub(r"'[^']*'|\"[^\"]*\"", "''", field) for field in _BRACES.findall(text))
 
 
 def _uses(term: Term, english: str, terms: list[Term]) -> bool:
@@ -621,7 +630,7 @@ def package_problems(module: Path) -> list[str]:
             problems.append(f"{message.where}: not translated in {path.relative_to(ROOT)}: {_clip(message.text)!r}")
         elif "fuzzy" in entry.flags:
             problems.append(f"{message.where}: the English changed since it was translated (fuzzy): {_clip(message.text)!r}")
-        elif sorted(_BRACES.findall(message.text)) != sorted(_BRACES.findall(entry.msgstr)):
+        elif placeholders(message.text) != placeholders(entry.msgstr):
             problems.append(f"{message.where}: the translation must keep every {{...}} as it is: {_clip(message.text)!r}")
     return problems
 
