@@ -17,6 +17,12 @@ browser is ever downloaded. The fixtures here start and stop everything themselv
 Every wait is bounded; failures say what was waited for. Screenshots and a timing table go
 to ``build/screenshots/``.
 
+``make test-browser`` runs the tests one after another: each JupyterLab is started once, and the
+English one is stopped when the Chinese notebooks begin. Every test also belongs to a group
+(``lab-en``, ``lab-zh``, ``html``), so on a machine with cores to spare ``pytest tests/browser
+-n 3 --dist loadgroup`` runs the groups side by side, each worker starting only its own server
+(on 2 busy cores this gained nothing: the notebooks' kernels want the CPU).
+
 Environment knobs:
     COURSE_CHROMIUM: the Chromium binary (default /usr/bin/chromium).
     COURSE_BROWSER_NOTEBOOK_TIMEOUT: seconds allowed for one notebook's run-all (default 300).
@@ -28,6 +34,7 @@ Environment knobs:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -84,11 +91,29 @@ def record_timing(name: str, **seconds: float) -> None:
     TIMINGS.append((name, seconds))
 
 
+def _worker_timings() -> list[Path]:
+    return sorted(SCREENSHOTS.glob(".timings-*.json"))
+
+
+def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001 (pytest hook signature)
+    """Under pytest-xdist, each worker hands its timings to the controller through a file."""
+    worker = getattr(session.config, "workerinput", {}).get("workerid")
+    if worker and TIMINGS:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        (SCREENSHOTS / f".timings-{worker}.json").write_text(json.dumps(TIMINGS), encoding="utf-8")
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001 (pytest hook signature)
-    if not TIMINGS:
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller reports
+        return
+    timings = list(TIMINGS)
+    for path in _worker_timings():
+        timings += [(name, phases) for name, phases in json.loads(path.read_text(encoding="utf-8"))]
+        path.unlink()
+    if not timings:
         return
     lines = []
-    for name, phases in TIMINGS:
+    for name, phases in timings:
         parts = ", ".join(f"{phase} {value:.1f}s" for phase, value in phases.items())
         lines.append(f"{name:45s} {parts}")
     terminalreporter.write_sep("-", "browser timings (seconds)")
@@ -96,6 +121,23 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG0
         terminalreporter.write_line(line)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     (SCREENSHOTS / "timings.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ARG001 (pytest hook signature)
+    """Groups for ``pytest -n 2 --dist loadgroup`` (``make test-browser``): one worker per JupyterLab, one for the handouts.
+
+    Each group's tests share one server (or one build of the handouts), so a worker starts
+    only what its group needs.
+    """
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "handout" in params or item.module.__name__.endswith("test_html"):
+            group = "html"
+        elif isinstance(params.get("notebook"), Path):
+            group = f"lab-{notebook_language(params['notebook'])}"
+        else:
+            group = f"lab-{params.get('language', 'en')}"
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _by_language(folder: Path) -> list[Path]:
