@@ -215,9 +215,15 @@ def code_units(source: str, cell: int) -> list[Unit]:
         prefix, quote = match.group(1), match.group(2)
         inner_start, inner_end = a + len(prefix) + len(quote), b - len(quote)
         text = source[inner_start:inner_end]
-        if _WORD_IN_TEXT.search(_BRACES.sub(" ", text) if "f" in prefix.lower() else text):
+        if _WORD_IN_TEXT.search(_shown_words(text) if "f" in prefix.lower() else text):
             units.append(Unit(cell, "string", text, inner_start, inner_end, f_string="f" in prefix.lower()))
     return sorted(units, key=lambda unit: unit.start)
+
+
+def _shown_words(f_string: str) -> str:
+    """What an f-string shows of its own: the text outside its fields and the literals inside them."""
+    literals = [lit for field in _BRACES.findall(f_string) for lit in re.findall(r"'([^']*)'|\"([^\"]*)\"", field)]
+    return " ".join([_BRACES.sub(" ", f_string), *(a or b for a, b in literals)])
 
 
 def _comment_units(tokens, lines, offsets, cell) -> list[Unit]:
@@ -584,9 +590,11 @@ def placeholders(text: str) -> list[str]:
     """The ``{...}`` of a format string, sorted, with the text of string literals inside them blanked.
 
     A translation must keep every expression and format spec; only words inside a literal
-    (``{'context T':>10}``, a column header) may be translated.
+    (``{'context T':>10}``, a column header) may be translated, and the literal's width may
+    change, so that a header of Chinese characters (two columns each) still lines up.
     """
-    return sorted(re.sub(r"'[^']*'|\"[^\"]*\"", "''", field) for field in _BRACES.findall(text))
+    fields = [re.sub(r"'[^']*'|\"[^\"]*\"", "''", field) for field in _BRACES.findall(text)]
+    return sorted(re.sub(r"^\{'':([<>^]?)\d*", r"{'':\1", field) for field in fields)  # a header's width may change
 
 
 def _uses(term: Term, english: str, terms: list[Term]) -> bool:
