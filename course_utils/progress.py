@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from . import i18n
 from .i18n import _
 
 PROGRESS_FILE_ENV = "COURSE_PROGRESS_FILE"
@@ -96,11 +97,11 @@ def _name_of(mistake: Any) -> str | None:
 
 
 def _planted_mistake(exercise_id: str, message: str) -> str | None:
-    """The planted mistake a failure message names (the check quotes that mistake's hint)."""
+    """The planted mistake a failure message names (the check quotes that mistake's hint, in either language)."""
     checks = sys.modules.get("course_utils.checks")
     exercise = getattr(checks, "EXERCISES", {}).get(exercise_id) if checks else None
     for mistake in getattr(exercise, "mistakes", ()):
-        if mistake.hint and mistake.hint in message:
+        if mistake.hint and (mistake.hint in message or i18n._(mistake.hint) in message):
             return mistake.name
     return None
 

@@ -42,6 +42,18 @@ def test_an_attempt_is_one_json_line_with_the_mistake_named(progress_path):
     assert len(attempt["id"]) == 32 and attempt["time"].endswith("+00:00")
 
 
+def test_a_result_built_by_hand_names_the_mistake_its_chinese_hint_quotes(progress_path, monkeypatch):
+    from course_utils import i18n
+
+    monkeypatch.setattr(i18n, "_chosen", "zh")
+    mistake = EXERCISES["03.head"].mistakes[0]
+    message = f"用例 1：{i18n._(mistake.hint)}"
+    assert i18n._(mistake.hint) != mistake.hint
+    progress.record_attempt(CheckResult("03.head", False, message))
+    (attempt,) = [json.loads(line) for line in progress_path.read_text().splitlines()]
+    assert attempt["mistake"] == mistake.name and attempt["kind"] == "mistake"
+
+
 def test_kind_of_each_outcome(progress_path):
     exercise = EXERCISES["03.head"]
     progress.record_attempt(exercise.check(exercise.reference))
