@@ -100,3 +100,17 @@ def test_solution_markers_are_balanced(notebook):
     for cell in code_cells(nb):
         text = source(cell)
         assert text.count("### BEGIN SOLUTION") == text.count("### END SOLUTION"), path.name
+
+
+STATED_TIME = {"en": re.compile(r"\*\*Time:\*\* about (\d+) minutes"), "zh": re.compile(r"\*\*用时：\*\* 约 (\d+) 分钟")}
+
+
+@pytest.mark.parametrize("readme, language", [("README.md", "en"), ("README.zh-CN.md", "zh")])
+def test_course_map_times_are_the_notebooks_own(readme, language):
+    rows = re.findall(r"^\| \[[^\]]+\]\((notebooks/[^)]+\.ipynb)\) \|.*\| (\d+) \|$", (ROOT / readme).read_text(), re.M)
+    assert len(rows) == len(NOTEBOOK_PATHS), f"{readme}: the course map should list every notebook"
+    for link, minutes in rows:
+        text = "".join(source(c) for c in load(ROOT / link)["cells"] if c["cell_type"] == "markdown")
+        stated = STATED_TIME[language].search(text)
+        assert stated, f"{link} states no time"
+        assert stated.group(1) == minutes, f"{readme} gives {link} {minutes} minutes; the notebook says {stated.group(1)}"
