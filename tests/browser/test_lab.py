@@ -23,6 +23,7 @@ with ``lab/zh/interface.png``, the Chinese JupyterLab with its File menu open.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -299,6 +300,27 @@ def shutdown_kernel(page):
             page.evaluate(SHUTDOWN_KERNEL, name)
         except Exception as exc:  # the server fixture's shutdown stops it anyway
             warnings.warn(f"{name}: kernel shutdown failed ({type(exc).__name__})", stacklevel=1)
+
+
+def _make_lab(*args: str) -> str:
+    """The commands ``make lab`` would run (``make -n``), continuation lines joined."""
+    result = subprocess.run(
+        ["make", "-n", "--no-print-directory", "lab", *args], cwd=_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.replace("\\\n", " ")
+
+
+def test_make_lab_course_lang_zh_is_what_the_chinese_jupyterlab_runs():
+    """``make lab COURSE_LANG=zh``: notebooks/zh/, COURSE_LANG=zh for the kernels, the settings rule the tests use."""
+    chinese = _make_lab("COURSE_LANG=zh")
+    launch = next(line for line in chinese.splitlines() if "jupyter lab" in line)
+    for part in ("COURSE_LANG=zh ", "--ServerApp.root_dir=notebooks/zh", "--LabApp.user_settings_dir=build/lab-zh/user-settings"):
+        assert part in launch, f"make lab COURSE_LANG=zh runs {launch!r}: no {part!r}"
+    assert '"locale": "zh_CN"' in chinese and "build/lab-zh/user-settings/@jupyterlab/translation-extension/" in chinese
+    english = _make_lab("COURSE_LANG=en")
+    launch = next(line for line in english.splitlines() if "jupyter lab" in line)
+    assert "--ServerApp.root_dir=notebooks " in launch + " " and "COURSE_LANG" not in launch and "lab-zh" not in english
 
 
 MENU_LABELS = "() => Array.from(document.querySelectorAll('#jp-MainMenu .lm-MenuBar-itemLabel')).map(e => e.textContent)"
