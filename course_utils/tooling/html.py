@@ -427,7 +427,17 @@ _GLOSSARY = """<!DOCTYPE html>
 """
 
 
-def _site_copy_mathjax(outdir: Path) -> None:
+def _sibling_link(language: str, edition: str, translated: set[str]):
+    """``link(stem)``: the page a notebook's link to ``stem.ipynb`` points at, from a page of ``language``.
+
+    A Chinese page links the Chinese page of a translated notebook and the English page of any other.
+    """
+    if language == "en":
+        return lambda stem: f"{stem}.html"
+    return lambda stem: f"{stem}.html" if stem in translated else f"../../{edition}/{stem}.html"
+
+
+def _copy_mathjax(outdir: Path) -> None:
     mathjax = outdir / MATHJAX_DIR
     if mathjax.exists():
         shutil.rmtree(mathjax)
@@ -472,7 +482,7 @@ def build(
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    _site_copy_mathjax(outdir)
+    _copy_mathjax(outdir)
 
     index = outdir / "index.html"
     index.write_text(render_index(entries, "en", translated), encoding="utf-8")
@@ -490,24 +500,16 @@ def build(
 
     for language, nbs, ents in (("en", loaded, entries), ("zh", loaded_zh, entries_zh)):
         exporter = make_exporter(language)
-        base = outdir / LANGUAGE_DIRS[language] if LANGUAGE_DIRS[language] else outdir
         labels = LABELS[language]
-        for edition in EDITIONS:
-            if not ents:
-                break
-            (base / edition).mkdir(parents=True, exist_ok=True)
+        for edition in EDITIONS if ents else ():
+            folder = outdir / LANGUAGE_DIRS[language] / edition
+            folder.mkdir(parents=True, exist_ok=True)
+            link = _sibling_link(language, edition, translated)
             for i, (nb, entry) in enumerate(zip(nbs, ents)):
                 if language == "en":
                     translation = f"../zh/{edition}/{entry.stem}.html" if entry.stem in translated else None
-
-                    def link(stem: str) -> str:
-                        return f"{stem}.html"
                 else:
                     translation = f"../../{edition}/{entry.stem}.html"
-
-                    def link(stem: str, edition: str = edition) -> str:  # a notebook not translated: its English page
-                        return f"{stem}.html" if stem in translated else f"../../{edition}/{stem}.html"
-
                 page = student_notebook(nb) if edition == "student" else nb
                 page = handout_notebook(page, link)
                 page.metadata["title"] = labels["title"].format(
@@ -515,7 +517,7 @@ def build(
                 )
                 resources = {"metadata": {"name": entry.stem}, "course": _nav(ents, i, edition, language, translation)}
                 body, _ = exporter.from_notebook_node(page, resources=resources)
-                target = base / edition / f"{entry.stem}.html"
+                target = folder / f"{entry.stem}.html"
                 target.write_text(body, encoding="utf-8")
                 written.append(target)
     return written
