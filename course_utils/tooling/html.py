@@ -384,19 +384,16 @@ _INDEX_ZH = """<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
-<title>《注意力，由内而外》课程地图</title>
+<title>从内部看注意力 · 课程地图</title>
 <style>{style}</style>
 </head>
 <body>
 <p class="language"><a href="../index.html" lang="en">English</a></p>
-<h1>《注意力，由内而外》</h1>
-<p>用 PyTorch，从激活函数讲到 <code>torch.nn.MultiheadAttention</code>、<code>nn.Transformer</code> 和稠密合成器（Dense
-Synthesizer）。请按顺序学习这些 notebook。</p>
+<h1>从内部看注意力（Attention, from the inside）</h1>
+<p>用 PyTorch，从激活函数讲到 <code>torch.nn.MultiheadAttention</code>、<code>nn.Transformer</code> 和稠密合成器（Dense Synthesizer）。请按顺序学习这些 notebook。</p>
 <ul>
-<li><b>解答版</b>：课程发布时的每个 notebook，带有输出、图表和交互式探索器的静态图片。</li>
-<li><b>学生版</b>：文字相同，但去掉了练习的解答，也没有输出。要做练习，请在 JupyterLab 里运行这些 notebook
-（<code>make lab COURSE_LANG=zh</code>；学生版用 <code>make student</code> 生成，在 <code>build/student/zh/</code>）；
-练习检查和交互式探索器只在那里才能用。</li>
+<li><b>解答版</b>：课程发布时的每个 notebook，带有输出、图表和交互探索器的静态图片。</li>
+<li><b>学生版</b>：文字相同，但去掉了练习的解答，也没有输出。要做练习，请在 JupyterLab 里运行这些 notebook（<code>make lab COURSE_LANG=zh</code>；学生版用 <code>make student</code> 生成，在 <code>build/student/zh/</code>）；练习检查和交互探索器只在那里才能用。</li>
 {glossary}
 </ul>
 <h2>课程地图</h2>
@@ -416,7 +413,7 @@ _GLOSSARY = """<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
-<title>术语表 · 《注意力，由内而外》</title>
+<title>术语表 · 从内部看注意力</title>
 <style>{style}</style>
 </head>
 <body>

@@ -618,7 +618,7 @@ def first_use_problems(zh: nbformat.NotebookNode, name: str, terms: list[Term]) 
         if first is None:
             continue
         after = text[first.end():first.end() + 80]
-        bracketed = re.match(r"\s?[（(]\s*(.+?)\s*[）)]", after)
+        bracketed = re.match(r"[*_]*\s?[（(]\s*(.+?)\s*[）)]", after)  # bold may close between them
         if not (bracketed and term.english_pattern().match(bracketed.group(1))):
             problems.append(
                 f"notebooks/zh/{name}: the first use of {term.chinese!r} needs its English after it, "
@@ -706,6 +706,7 @@ def write_font() -> Path:
         elif record.nameID == 6:
             record.string = "NotoSansSC-CourseSubset"
     CJK_FONT.parent.mkdir(parents=True, exist_ok=True)
+    font.recalcTimestamp = False  # the same characters make the same file
     font.save(str(CJK_FONT))
     return CJK_FONT
 

@@ -207,7 +207,7 @@ def test_handout_opens_offline(handouts, handout, edition, page, traffic, timing
         problems.append(f"images that did not load: {facts['brokenImages'][:5]}")
     if facts["images"] < expected["images"]:
         problems.append(f"{expected['images']} image outputs in the notebook, {facts['images']} images on the page")
-    if facts["widgetScripts"] or "Interactive explorer:" in facts["text"] or "交互式探索器：" in facts["text"]:
+    if facts["widgetScripts"] or "Interactive explorer:" in facts["text"] or "交互探索器：" in facts["text"]:
         problems.append(
             f"{expected['explorers']} explorer(s): a widget view or its text stands where the static picture should be"
         )
