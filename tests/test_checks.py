@@ -1,5 +1,6 @@
 """The exercise framework, and every registered exercise: reference passes, each planted mistake is named."""
 
+import inspect
 import re
 from pathlib import Path
 
@@ -226,3 +227,61 @@ def test_warm_up_diagnoses_a_planted_broken_submission():
     result = EXERCISES["00.center"].check(broken_center)
     assert not result.passed
     assert "you took the mean over dim 0" in result.message
+
+
+# --------------------------------------------------------------------------- exercises that forbid Python loops
+
+
+def _average_with_a_loop(x):
+    return torch.stack([x[:, : t + 1].mean(dim=1) for t in range(x.shape[1])], dim=1)
+
+
+def _average_with_cumsum(x):
+    T = x.shape[1]
+    return x.cumsum(dim=1) / torch.arange(1, T + 1, dtype=x.dtype).view(1, T, 1)
+
+
+def _table_with_loops(num_positions, d_model):
+    table = torch.zeros(num_positions, d_model)
+    for p in range(num_positions):
+        i = 0
+        while i < d_model:
+            angle = torch.tensor(p / 10000 ** (i / d_model))
+            table[p, i], table[p, i + 1] = torch.sin(angle), torch.cos(angle)
+            i += 2
+    return table
+
+
+@pytest.mark.parametrize("exercise_id, candidate, construct, offset", [
+    ("03.causal_average", _average_with_a_loop, "a list comprehension", 1),
+    ("08.sinusoidal", _table_with_loops, "a for loop", 2),
+])
+def test_a_right_answer_from_a_python_loop_does_not_pass_where_the_prompt_forbids_loops(exercise_id, candidate, construct, offset):
+    result = EXERCISES[exercise_id].check(candidate)
+    assert not result.passed and result.kind == "mistake" and result.mistake == "python loop"
+    assert construct in result.message and "every output is right" in result.message
+    assert f"line {inspect.getsourcelines(candidate)[1] + offset} " in result.message
+
+
+def test_loop_free_answers_and_code_without_source_pass_the_loop_rule():
+    exercise = EXERCISES["03.causal_average"]
+    assert exercise.check(_average_with_cumsum).passed
+    assert exercise.check(exercise.reference).passed
+    assert exercise.check(eval("lambda x: __import__('course_utils').checks.nb03.causal_average(x)")).passed  # no source to read
+    assert EXERCISES["03.causal_softmax"].check(lambda s: [v for v in [EXERCISES["03.causal_softmax"].reference(s)]][0]).passed
+
+
+def test_head_with_biases_is_told_which_parameters_are_extra():
+    from torch import nn
+
+    from course_utils.checks.nb03 import Head
+
+    class HeadWithBiases(Head):
+        def __init__(self, *args):
+            super().__init__(*args)
+            for name in ("key", "query", "value"):
+                layer = getattr(self, name)
+                setattr(self, name, nn.Linear(layer.in_features, layer.out_features, bias=True))
+
+    result = EXERCISES["03.head"].check(HeadWithBiases)
+    assert not result.passed and "'key.bias', 'query.bias', 'value.bias' not expected" in result.message

@@ -15,6 +15,7 @@ it found it (see :mod:`course_utils.checks.isolation`). Each :class:`CheckResult
 
 from __future__ import annotations
 
+import ast
 import difflib
 import html
 import importlib
@@ -22,6 +23,7 @@ import inspect
 import math
 import re
 import sysconfig
+import textwrap
 import time
 import traceback
 import warnings
@@ -190,6 +192,9 @@ class Exercise:
         difficulty: 1 (warm-up) to 3 (hard).
         time_limit: seconds the candidate may take on one case (at least
             :data:`TIME_LIMIT_FACTOR` times what the reference took).
+        vectorised: the prompt asks for tensor operations only: a candidate whose own
+            source has a Python loop (``for``, ``while`` or a comprehension) does not pass,
+            even when its outputs are right.
     """
 
     id: str
@@ -203,6 +208,7 @@ class Exercise:
     minutes: int = 5
     difficulty: int = 1
     time_limit: float = DEFAULT_TIME_LIMIT_S
+    vectorised: bool = False
     _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # ----------------------------------------------------------------------- the check
@@ -240,6 +246,12 @@ class Exercise:
             if outcomes[-1].timed_out:
                 break
         result = self._verdict(cases, outcomes, expected, saved)
+        loop = _python_loop(candidate) if result.passed and self.vectorised else None
+        if loop is not None:
+            result = self._result("mistake", _(
+                "every output is right, but your code uses {construct} (line {line} of your cell's code); this exercise "
+                "asks for tensor operations only: let broadcasting and whole-tensor functions do the looping."
+            ).format(construct=_shown(loop[0]), line=loop[1]), mistake="python loop")
         note = _printed_note(printed)
         return _replace(result, message=result.message + note) if note else result
 
@@ -463,6 +475,26 @@ def _explain_exception(exc: BaseException, case: Case) -> tuple[str, str]:
     if text:
         return "exception", _("on {case} your code raised {error}: {text}").format(case=_shown(case.label), error=name, text=text) + _learner_frame(exc)
     return "exception", _("on {case} your code raised {error}").format(case=_shown(case.label), error=name) + _learner_frame(exc)
+
+
+_LOOPS = {
+    ast.For: N_("a for loop"), ast.AsyncFor: N_("a for loop"), ast.While: N_("a while loop"),
+    ast.ListComp: N_("a list comprehension"), ast.SetComp: N_("a set comprehension"),
+    ast.DictComp: N_("a dict comprehension"), ast.GeneratorExp: N_("a generator expression"),
+}
+
+
+def _python_loop(candidate: Any) -> tuple[str, int] | None:
+    """(what, line) of the first Python loop in ``candidate``'s own source, or None (also when it has no source)."""
+    try:
+        lines, first = inspect.getsourcelines(candidate)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except Exception:  # a builtin, a lambda in a string, an object that lies about its source: nothing to read
+        return None
+    for node in ast.walk(tree):
+        if type(node) in _LOOPS:
+            return _LOOPS[type(node)], first + node.lineno - 1
+    return None
 
 
 def _missing_attribute(exc: BaseException) -> tuple[str, str] | None:

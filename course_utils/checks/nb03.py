@@ -87,6 +87,7 @@ register(
         ],
         minutes=5,
         difficulty=1,
+        vectorised=True,  # the prompt: one matrix product, no Python loop
     )
 )
 
@@ -198,11 +199,12 @@ def _observe_head(cls, case):
         head.train()
         torch.manual_seed(HEAD_TRAIN_SEED)
         out_train = head(x)
-    return {
+    return {  # what the module holds first: an extra parameter is the cause, different outputs the symptom
+        N_("parameters"): sorted(name for name, _parameter in head.named_parameters()),
+        N_("number of parameters"): sum(p.numel() for p in head.parameters()),
+        N_("buffers"): sorted(name for name, _buffer in head.named_buffers()),
         N_("output in eval mode"): out_eval.detach(),
         _TRAINING_OUTPUT: out_train.detach(),
-        N_("buffers"): sorted(name for name, _buffer in head.named_buffers()),
-        N_("number of parameters"): sum(p.numel() for p in head.parameters()),
     }
 
 
@@ -300,7 +302,7 @@ register(
                     _head_variant(fill=0.0)),
             Mistake("masked after the softmax", N_("you masked AFTER the softmax, so rows no longer sum to 1: mask the scores, then softmax"),
                     _head_variant(mask_after=True)),
-            Mistake("softmax over the wrong axis", N_("your softmax runs over the queries (dim=1); normalise over the keys, dim=-1"),
+            Mistake("softmax over the wrong axis", N_("your softmax runs over the queries (dim=1, i.e. dim=-2); normalise over the keys, dim=-1"),
                     _head_variant(softmax_dim=1)),
             Mistake("k @ q^T", N_("your scores are k @ q^T, the transpose of q @ k^T: row t must hold query t's scores for every "
                     "key, so compute q @ k.transpose(-2, -1)"), _head_variant(keys_times_queries=True)),

@@ -73,6 +73,7 @@ register(
         ],
         atol=1e-5,
         rtol=1e-4,
+        vectorised=True,  # the prompt: without Python loops
         minutes=10,
         difficulty=1,
     )
