@@ -188,3 +188,8 @@ def test_extract_marks_a_changed_unit_fuzzy_and_keeps_its_old_translation(one_no
     assert len(problems) == 1 and "changed since it was translated" in problems[0]
     unchanged = [e for e in po if not e.obsolete and "fuzzy" not in e.flags]
     assert all(e.msgstr == before[e.msgid] for e in unchanged)
+
+
+def test_docstrings_are_units_and_other_strings_are_not():
+    source = 'def f(x):\n    """Twice x."""\n    key = "not shown"\n    return 2 * x\n'
+    assert [(u.kind, u.text) for u in T.code_units(source, 0)] == [("string", "Twice x.")]

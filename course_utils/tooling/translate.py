@@ -7,7 +7,8 @@ The English notebooks are the source. What a learner reads in them is cut into *
 - each comment of a code cell (consecutive whole-line comments at one indentation are one
   unit);
 - each string literal a code cell shows: an argument of ``print``, of matplotlib's titles,
-  labels, text and legends, and any ``label=``, ``title=``, ``desc=`` keyword argument.
+  labels, text and legends, any ``label=``, ``title=``, ``desc=`` keyword argument, and the
+  docstrings of the functions and classes a cell defines.
 
 Every unit is one gettext entry (its English is the ``msgid``) in
 ``notebooks/locale/zh_CN/LC_MESSAGES/<notebook>.po``. The messages of the package itself
@@ -157,6 +158,8 @@ def _displayed_nodes(tree: ast.AST) -> Iterator[ast.expr]:
                 yield from strings_in(item)
 
     for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and ast.get_docstring(node) is not None:
+            yield node.body[0].value  # a docstring: what help() and the IDE show
         if not isinstance(node, ast.Call):
             continue
         name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
