@@ -321,9 +321,10 @@ def render_index(entries: list[Entry], language: str = "en", translated: set[str
             f"<td class='links'>{links}</td>"
             "</tr>"
         )
-    page = _INDEX if language == "en" else _INDEX_ZH
+    body = _INDEX if language == "en" else _INDEX_ZH
     extra = "<li><a href='glossary.html'>术语表</a>：本课程中文版每个技术术语的译法，后附英文。</li>" if glossary else ""
-    return page.format(style=_INDEX_STYLE, rows="\n".join(rows), glossary=extra)
+    lang = "en" if language == "en" else "zh-CN"
+    return _page(lang, _TITLES[language], body.format(rows="\n".join(rows), glossary=extra))
 
 
 def _inline_markdown(text: str) -> str:
@@ -347,16 +348,27 @@ th { background: #f5f7fa; }
 code { background: #f0f2f4; padding: 0 0.2em; border-radius: 3px; }
 """
 
-_INDEX = """<!DOCTYPE html>
-<html lang="en">
+_PAGE = """<!DOCTYPE html>
+<html lang="{lang}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
-<title>Attention, from the inside: course map</title>
+<title>{title}</title>
 <style>{style}</style>
 </head>
 <body>
-<p class="language"><a href="zh/index.html" lang="zh-CN">中文版</a></p>
+{body}</body>
+</html>
+"""
+_TITLES = {"en": "Attention, from the inside: course map", "zh": "从内部看注意力 · 课程地图", "glossary": "术语表 · 从内部看注意力"}
+
+
+def _page(lang: str, title: str, body: str) -> str:
+    """A standalone page of the handouts (the course maps, the glossary) around ``body``."""
+    return _PAGE.format(lang=lang, title=title, style=_INDEX_STYLE, body=body)
+
+
+_INDEX = """<p class="language"><a href="zh/index.html" lang="zh-CN">中文版</a></p>
 <h1>Attention, from the inside</h1>
 <p>From activation functions to <code>torch.nn.MultiheadAttention</code>, <code>nn.Transformer</code> and the
 Dense Synthesizer, in PyTorch. Work through the notebooks in order.</p>
@@ -375,20 +387,9 @@ student edition); the checks and the interactive explorers only work there.</li>
 </tbody>
 </table>
 <p class="summary">These pages work offline: open <code>index.html</code> from the folder they were copied to.</p>
-</body>
-</html>
 """
 
-_INDEX_ZH = """<!DOCTYPE html>
-<html lang="zh-CN">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<title>从内部看注意力 · 课程地图</title>
-<style>{style}</style>
-</head>
-<body>
-<p class="language"><a href="../index.html" lang="en">English</a></p>
+_INDEX_ZH = """<p class="language"><a href="../index.html" lang="en">English</a></p>
 <h1>从内部看注意力（Attention, from the inside）</h1>
 <p>用 PyTorch，从激活函数讲到 <code>torch.nn.MultiheadAttention</code>、<code>nn.Transformer</code> 和稠密合成器（Dense Synthesizer）。请按顺序学习这些 notebook。</p>
 <ul>
@@ -404,23 +405,10 @@ _INDEX_ZH = """<!DOCTYPE html>
 </tbody>
 </table>
 <p class="summary">这些页面无需联网：从它们所在的文件夹直接打开 <code>index.html</code> 即可。</p>
-</body>
-</html>
 """
 
-_GLOSSARY = """<!DOCTYPE html>
-<html lang="zh-CN">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<title>术语表 · 从内部看注意力</title>
-<style>{style}</style>
-</head>
-<body>
-<p><a href="index.html">课程地图</a></p>
+_GLOSSARY = """<p><a href="index.html">课程地图</a></p>
 {body}
-</body>
-</html>
 """
 
 
@@ -492,7 +480,7 @@ def build(
         if glossary is not None:
             body = markdown2html_mistune(Path(glossary).read_text(encoding="utf-8"))
             page = outdir / "zh" / "glossary.html"
-            page.write_text(_GLOSSARY.format(style=_INDEX_STYLE, body=body), encoding="utf-8")
+            page.write_text(_page("zh-CN", _TITLES["glossary"], _GLOSSARY.format(body=body)), encoding="utf-8")
             written.append(page)
 
     for language, nbs, ents in (("en", loaded, entries), ("zh", loaded_zh, entries_zh)):
