@@ -82,8 +82,12 @@ translations: $(STAMP)
 	$(PY) -m course_utils.tooling.translate extract
 
 # the shell expands the glob after the build, so new Chinese notebooks are executed too
+# The plots' CJK font subset is rewritten first when Debian's fonts-noto-cjk is there to cut it from.
+CJK_SOURCE := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 zh: $(STAMP)
 	$(PY) -m course_utils.tooling.translate build
+	@if [ -f $(CJK_SOURCE) ]; then $(PY) -m course_utils.tooling.translate font; \
+	 else echo "note: no $(CJK_SOURCE) (apt-get install fonts-noto-cjk): the CJK font subset was not rewritten"; fi
 	$(PY) -m course_utils.tooling.notebooks notebooks/zh/[0-9][0-9]_*.ipynb
 
 html: $(STAMP)
