@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import platform
-import unicodedata
 
 import torch
 
 from .core import get_device
-from .i18n import _
+from .i18n import _, display_width
 
 PINNED_TORCH = "2.13.0"
 
@@ -110,9 +109,9 @@ def print_environment_report(report: dict[str, object] | None = None) -> None:
         ("ipywidgets", report["ipywidgets"] or missing),
         (_("JupyterLab widgets"), report["jupyterlab_widgets"] or missing),
     ]
-    width = max(_display_width(name) for name, value in rows)
+    width = max(display_width(name) for name, value in rows)
     for name, value in rows:
-        print(f"{name}{' ' * (width - _display_width(name))}  {value}")
+        print(f"{name}{' ' * (width - display_width(name))}  {value}")
     print()
     if report["problems"]:
         print(_("Your setup needs attention:"))
@@ -121,7 +120,3 @@ def print_environment_report(report: dict[str, object] | None = None) -> None:
     else:
         print(_("Your setup works: every notebook of the course will run."))
 
-
-def _display_width(text: str) -> int:
-    """Columns ``text`` takes in a monospaced font: wide (CJK) characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)

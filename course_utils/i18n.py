@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import unicodedata
 from pathlib import Path
 
 #: The languages the course speaks: code -> its name in that language.
@@ -100,6 +101,11 @@ def _(message: str) -> str:
     if language == "en" or not isinstance(message, str):
         return message
     return catalogue(language).get(message, message)
+
+
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a monospaced font: wide (CJK) characters take two, so tables line up in Chinese."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def N_(message: str) -> str:

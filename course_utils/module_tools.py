@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .i18n import _
+from .i18n import _, display_width
 
 __all__ = ["ShapeRow", "trace_shapes", "format_shapes"]
 
@@ -129,11 +128,7 @@ def shape_table(rows: Sequence[ShapeRow]) -> str:
          format_shapes(row.output_shape), str(row.n_parameters))
         for row in rows
     ]  # fmt: skip
-    widths = [max(_display_width(r[i]) for r in [header, *lines]) for i in range(len(header))]
-    text = ["  ".join(cell + " " * (w - _display_width(cell)) for cell, w in zip(line, widths)).rstrip() for line in [header, *lines]]
+    widths = [max(display_width(r[i]) for r in [header, *lines]) for i in range(len(header))]
+    text = ["  ".join(cell + " " * (w - display_width(cell)) for cell, w in zip(line, widths)).rstrip() for line in [header, *lines]]
     return "\n".join(text)
 
-
-def _display_width(text: str) -> int:
-    """Columns ``text`` takes in a monospaced font: wide (CJK) characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
