@@ -1,10 +1,25 @@
-"""Shared pytest fixtures and device parametrisation (test modules import DEVICES from here)."""
+"""Shared pytest fixtures, device parametrisation, and how the suite is spread over the CPU cores.
+
+Test modules import DEVICES from here. Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`)
+every cell of one notebook goes to the same worker, because nbval runs a notebook's cells in one
+kernel, in order; the other tests are spread one by one.
+
+Two layers of the suite are marked ``full_layer`` and run by `make test-zh` (called from `.ci/run`),
+not by `make test`: the Chinese notebooks under strict nbval and the Chinese student edition
+executed. Their code is the English code (tests/test_translation.py holds that, and that their
+outputs carry the English numbers), so `make test` keeps a fast guard over them.
+"""
+
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))
 DEVICES = ["cpu", CUDA]
+ROOT = Path(__file__).resolve().parents[1]
+CHINESE_NOTEBOOKS = ROOT / "notebooks" / "zh"
 
 
 @pytest.fixture
@@ -14,3 +29,50 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _notebook_of(item) -> Path | None:
+    path = Path(str(item.path))
+    return path if path.suffix == ".ipynb" else None
+
+
+#: Long single tests, started first so that no worker is left with one of them at the end.
+LONG_TESTS = ("test_student_edition_runs", "test_compiled_flex_attention", "reaches_its_held_out_loss_target")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: 0 if _notebook_of(item) else 1 if any(name in item.nodeid for name in LONG_TESTS) else 2)
+    for item in items:
+        notebook = _notebook_of(item)
+        if notebook is None:
+            continue
+        item.add_marker(pytest.mark.xdist_group(notebook.relative_to(ROOT).as_posix()))
+        if CHINESE_NOTEBOOKS in notebook.parents:
+            item.add_marker(pytest.mark.full_layer)
+
+
+def pytest_sessionstart(session):
+    session.config._course_start = time.perf_counter()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line at the end: what ran (tests, notebooks, editions) and how long it took."""
+    if hasattr(config, "workerinput"):
+        return
+    reports = [r for key in ("passed", "failed", "error", "skipped", "xfailed", "xpassed") for r in terminalreporter.stats.get(key, [])]
+    calls = [r for r in reports if r.when == "call" or (r.when == "setup" and r.outcome != "passed")]
+    counts = {key: sum(1 for r in calls if r.outcome == key) for key in ("passed", "failed", "skipped")}
+    notebooks = sorted({r.nodeid.split("::")[0] for r in calls if r.nodeid.split("::")[0].endswith(".ipynb")})
+    english = [n for n in notebooks if "/zh/" not in n]
+    chinese = [n for n in notebooks if "/zh/" in n]
+    student = sorted({r.nodeid for r in calls if "test_student_edition_runs" in r.nodeid and r.outcome == "passed"})
+    editions = f"{len(english)} English" + (f" and {len(chinese)} Chinese" if chinese else "") + " notebooks under strict nbval"
+    if student:
+        editions += f"; {len(student)} student-edition notebooks executed in a second numeric setting"
+    seconds = time.perf_counter() - getattr(config, "_course_start", time.perf_counter())
+    status = "passed" if exitstatus == 0 else "FAILED"
+    terminalreporter.write_line(
+        f"course test summary: {status}: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped; "
+        f"{editions}; {seconds:.0f} s"
+    )

@@ -1,10 +1,12 @@
 """The student edition, English and Chinese: solutions stubbed, outputs cleared, and it runs top to bottom."""
 
+import copy
 import re
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbval_compare import code_cells, nbval_difference
 
 from course_utils.checks.core import NOT_ATTEMPTED
 from course_utils.i18n import catalogue
@@ -159,10 +161,35 @@ def _check_outputs(nb):
     return found
 
 
-def test_student_edition_runs_and_only_says_not_attempted(editions, tmp_path):
+#: The second numeric setting: nbval's run of the solution edition (`make test`) uses the machine's best
+#: vector instructions and one thread per kernel; the student edition runs without vector
+#: instructions and on two threads, and its outputs must still equal the stored ones.
+SECOND_SETTING = {"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+
+
+def _is_exercise_cell(solution_cell) -> bool:
+    """A cell the student edition changes: it holds a solution, or shows a check's result."""
+    if "### BEGIN SOLUTION" in solution_cell.source:
+        return True
+    return any(CHECK_LINE.match(output.get("data", {}).get("text/plain", "")) for output in solution_cell.outputs)
+
+
+@pytest.mark.parametrize(
+    "editions",
+    [pytest.param(e, id=i, marks=[pytest.mark.full_layer] if e[1] == "zh" else []) for e, i in zip(EDITIONS, EDITION_IDS)],
+    indirect=True,
+)
+def test_student_edition_runs_and_only_says_not_attempted(editions, tmp_path, monkeypatch):
+    """The student edition runs top to bottom, its checks say "not attempted", and every other cell
+    prints what the solution edition stored, compared as strict nbval compares, in a second numeric
+    setting (no vector instructions, two threads): a stored output is a fact about the course, not
+    about one CPU."""
     path, solution, student, language = editions
     if not _check_outputs(solution):
         pytest.skip(f"{path} is stored unexecuted: nothing to compare with (make zh executes it)")
+    student = copy.deepcopy(student)
+    for name, value in SECOND_SETTING.items():
+        monkeypatch.setenv(name, value)
     not_attempted = NOT_ATTEMPTED if language == "en" else catalogue(language).get(NOT_ATTEMPTED, NOT_ATTEMPTED)
     client = NotebookClient(student, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     client.execute()  # raises CellExecutionError on any exception not tagged raises-exception
@@ -175,3 +202,9 @@ def test_student_edition_runs_and_only_says_not_attempted(editions, tmp_path):
             assert icon == "⏳" and not_attempted in message, f"{path.name} cell {index}: {icon} {ex_id}: {message}"
         else:  # a demonstration of a wrong attempt: unchanged
             assert demos[(index, ex_id)] == (icon, message), f"{path.name} cell {index}: {ex_id} changed"
+    differences = [
+        f"{path.name} code cell {number}: {difference}"
+        for number, (stored, fresh) in enumerate(zip(code_cells(solution), code_cells(student)))
+        if not _is_exercise_cell(stored) and (difference := nbval_difference(stored, fresh.outputs))
+    ]
+    assert not differences, "\n".join(differences)

@@ -9,12 +9,14 @@ course's CJK font has every character the plots may draw. Nbval executes both ed
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import tokenize
 
 import nbformat
 import polib
 import pytest
+from nbval_compare import code_cells, compared_text
 
 from course_utils.tooling import translate as T
 from course_utils.tooling.notebooks import course_notebooks
@@ -66,6 +68,25 @@ def test_chinese_code_is_the_english_code(notebook):
                 f"cell {index} (comments and strings aside)"
             )
             assert zh.metadata.get("tags", []) == en.metadata.get("tags", [])
+
+
+#: What a computation prints: decimals, scientific notation, booleans (words and counts may be rephrased).
+MEASURED = re.compile(r"(?<![\w.])-?\d+\.\d+(?:e[-+]?\d+)?(?![\w.])|(?<![\w.])-?\d(?:\.\d+)?e[-+]?\d+|\b(?:True|False|nan|inf)\b")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
+def test_chinese_outputs_carry_the_english_numbers(notebook):
+    """The fast guard over the Chinese edition's stored outputs (`make test-zh` re-executes them):
+    each compared cell shows the same measured numbers and booleans as its English twin, whatever
+    the translation did to the words around them."""
+    english = nbformat.read(notebook, as_version=4)
+    chinese = nbformat.read(T.ZH_NOTEBOOKS / notebook.name, as_version=4)
+    problems = []
+    for number, (en, zh) in enumerate(zip(code_cells(english), code_cells(chinese)[1:])):
+        expected, shown = sorted(MEASURED.findall(compared_text(en))), sorted(MEASURED.findall(compared_text(zh)))
+        if expected != shown:
+            problems.append(f"notebooks/zh/{notebook.name}, code cell {number + 1}: numbers {shown} where the English shows {expected}")
+    assert not problems, _report(problems)
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
