@@ -17,13 +17,13 @@ ZH := $(filter zh zh_CN zh-CN zh_cn zh-cn zh-Hans zh_Hans,$(COURSE_LANG))
 LAB_ZH := build/lab-zh
 LAB_ZH_LOCALE := $(LAB_ZH)/user-settings/@jupyterlab/translation-extension/plugin.jupyterlab-settings
 
-.PHONY: help install lab lab-zh-settings test test-zh execute student lint bench clean test-browser html hub test-hub translations zh
+.PHONY: help install lab lab-zh-settings test test-full execute student lint bench clean test-browser html hub test-hub translations zh
 
 help:
 	@echo "make lab      start JupyterLab on notebooks/ (http://127.0.0.1:8888, token login)"
 	@echo "make lab COURSE_LANG=zh   the Chinese edition: JupyterLab in Chinese on notebooks/zh/, checks in Chinese"
 	@echo "make test     unit tests, every English notebook under strict nbval, the student edition in a second numeric setting (about 5 min)"
-	@echo "make test-zh  the Chinese notebooks under strict nbval and the Chinese student edition run (.ci/run calls it)"
+	@echo "make test-full  what make test leaves out: the Chinese notebooks under strict nbval, the Chinese student edition run, slow tests"
 	@echo "make install  create .venv with the pinned environment"
 	@echo "make execute  re-run every notebook in place in a fresh kernel"
 	@echo "make student  write the student edition to build/student/ (Chinese: build/student/zh/)"
@@ -71,13 +71,13 @@ lab-zh-settings:
 	@printf '{\n  "locale": "zh_CN"\n}\n' > $(LAB_ZH_LOCALE)
 
 # The suite on every core: each notebook's cells stay together on one worker, one thread per kernel.
-# `make test` leaves out the layer marked full_layer (the Chinese notebooks re-executed), which
-# `make test-zh` runs and .ci/run calls; `make test` keeps a fast guard over it.
+# `make test` leaves out the layer marked full_layer (the Chinese notebooks re-executed, the slow
+# tests), which `make test-full` runs and .ci/run calls; `make test` keeps a fast guard over it.
 XDIST := -n $(or $(TEST_WORKERS),2) --dist loadgroup
 test: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(XDIST) -m "not full_layer"
 
-test-zh: $(STAMP)
+test-full: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(XDIST) -m full_layer
 
 execute: $(STAMP)

@@ -4,10 +4,11 @@ Test modules import DEVICES from here. Under pytest-xdist (`make test` runs `-n 
 every cell of one notebook goes to the same worker, because nbval runs a notebook's cells in one
 kernel, in order; the other tests are spread one by one.
 
-Two layers of the suite are marked ``full_layer`` and run by `make test-zh` (called from `.ci/run`),
-not by `make test`: the Chinese notebooks under strict nbval and the Chinese student edition
-executed. Their code is the English code (tests/test_translation.py holds that, and that their
-outputs carry the English numbers), so `make test` keeps a fast guard over them.
+Some tests are marked ``full_layer`` and run by `make test-full` (called from `.ci/run`), not by
+`make test`: the Chinese notebooks under strict nbval and the Chinese student edition executed
+(their code is the English code: tests/test_translation.py holds that, and that their outputs carry
+the English numbers, a fast guard `make test` keeps), and the tests marked ``slow`` (each repeats at
+length what a notebook that `make test` runs already shows).
 """
 
 import time
@@ -20,6 +21,7 @@ CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available
 DEVICES = ["cpu", CUDA]
 ROOT = Path(__file__).resolve().parents[1]
 CHINESE_NOTEBOOKS = ROOT / "notebooks" / "zh"
+STARTED = time.perf_counter()  # conftest is imported as pytest starts
 
 
 @pytest.fixture
@@ -44,16 +46,14 @@ LONG_TESTS = ("test_student_edition_runs", "test_compiled_flex_attention", "reac
 def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: 0 if _notebook_of(item) else 1 if any(name in item.nodeid for name in LONG_TESTS) else 2)
     for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.full_layer)
         notebook = _notebook_of(item)
         if notebook is None:
             continue
         item.add_marker(pytest.mark.xdist_group(notebook.relative_to(ROOT).as_posix()))
         if CHINESE_NOTEBOOKS in notebook.parents:
             item.add_marker(pytest.mark.full_layer)
-
-
-def pytest_sessionstart(session):
-    session.config._course_start = time.perf_counter()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -68,11 +68,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     chinese = [n for n in notebooks if "/zh/" in n]
     student = sorted({r.nodeid for r in calls if "test_student_edition_runs" in r.nodeid and r.outcome == "passed"})
     editions = f"{len(english)} English" + (f" and {len(chinese)} Chinese" if chinese else "") + " notebooks under strict nbval"
+    if not notebooks:
+        editions = "no notebooks"
     if student:
         editions += f"; {len(student)} student-edition notebooks executed in a second numeric setting"
-    seconds = time.perf_counter() - getattr(config, "_course_start", time.perf_counter())
+    seconds = time.perf_counter() - STARTED
     status = "passed" if exitstatus == 0 else "FAILED"
-    terminalreporter.write_line(
-        f"course test summary: {status}: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped; "
+    config._course_summary = (
+        f"course tests {status}: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped; "
         f"{editions}; {seconds:.0f} s"
     )
+
+
+def pytest_unconfigure(config):
+    """The summary line goes last, after pytest's own."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if getattr(config, "_course_summary", None) and reporter is not None:
+        reporter.write_line(config._course_summary, bold=True)

@@ -125,6 +125,7 @@ def test_plug_in_self_attention_reaches_the_transformer():
     assert isinstance(model.transformer.encoder.layers[0].self_attn, nn.MultiheadAttention)
 
 
+@pytest.mark.slow  # notebook 05 trains the same model on every `make test`; `make test-full` runs this one
 @pytest.mark.parametrize("device", DEVICES)
 def test_a_small_transformer_learns_to_reverse(device):
     """The notebook's training run: it must learn the task, on a CPU, in well under 30 s."""
