@@ -12,16 +12,18 @@ length what a notebook that `make test` runs already shows).
 """
 
 import time
-from pathlib import Path
 
-import pytest
-import torch
+STARTED = time.perf_counter()  # conftest is imported as pytest starts
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))
 DEVICES = ["cpu", CUDA]
 ROOT = Path(__file__).resolve().parents[1]
 CHINESE_NOTEBOOKS = ROOT / "notebooks" / "zh"
-STARTED = time.perf_counter()  # conftest is imported as pytest starts
 
 
 @pytest.fixture
