@@ -4,7 +4,10 @@ import json
 import re
 from pathlib import Path
 
+import nbformat
 import pytest
+
+from course_utils.tooling.notebooks import keep_reproduced_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_PATHS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -114,3 +117,27 @@ def test_course_map_times_are_the_notebooks_own(readme, language):
         stated = STATED_TIME[language].search(text)
         assert stated, f"{link} states no time"
         assert stated.group(1) == minutes, f"{readme} gives {link} {minutes} minutes; the notebook says {stated.group(1)}"
+
+
+def _cell(source, text, count=1):
+    cell = nbformat.v4.new_code_cell(source, execution_count=count)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+    return cell
+
+
+def test_make_execute_keeps_only_the_outputs_a_rerun_reproduces():
+    stored = nbformat.v4.new_notebook(cells=[
+        _cell("train()", "GPT: 100%|██| 500/500 [00:11<00:00, loss=1.927]\n", 1),
+        _cell("print(loss)", "1.78\n", 2),
+        _cell("# NBVAL_IGNORE_OUTPUT\nprint(seconds)", "11.6 s\n", 3),
+        _cell("print(x)", "1\n", 4),
+    ])
+    fresh = nbformat.v4.new_notebook(cells=[
+        _cell("train()", "GPT: 100%|██| 500/500 [00:09<00:00, loss=1.931]\n", 1),  # timing: the same to nbval
+        _cell("print(loss)", "1.79\n", 2),  # a real change
+        _cell("# NBVAL_IGNORE_OUTPUT\nprint(seconds)", "9.8 s\n", 3),  # not compared
+        _cell("print(x + 1)", "1\n", 4),  # the code changed
+    ])
+    assert keep_reproduced_outputs(stored, fresh) == 2
+    texts = [cell.outputs[0]["text"] for cell in fresh.cells]
+    assert texts == [stored.cells[0].outputs[0]["text"], "1.79\n", "11.6 s\n", "1\n"]

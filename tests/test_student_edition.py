@@ -6,10 +6,10 @@ import re
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from nbval_compare import code_cells, nbval_difference
 
 from course_utils.checks.core import NOT_ATTEMPTED
 from course_utils.i18n import catalogue
+from course_utils.tooling.nbval_compare import code_cells, nbval_difference
 from course_utils.tooling.notebooks import course_notebooks
 from course_utils.tooling.student import (
     STUB,

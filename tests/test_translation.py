@@ -16,9 +16,9 @@ import tokenize
 import nbformat
 import polib
 import pytest
-from nbval_compare import code_cells, compared_text
 
 from course_utils.tooling import translate as T
+from course_utils.tooling.nbval_compare import code_cells, compared_text
 from course_utils.tooling.notebooks import course_notebooks
 
 NOTEBOOKS = course_notebooks()

@@ -2,18 +2,22 @@
 
 ``python -m course_utils.tooling.notebooks [NOTEBOOK ...]`` (``make execute``) runs each
 notebook top to bottom in a fresh kernel of this environment, the way nbval does, then
-normalises it so that a re-run changes nothing but real outputs.
+normalises it so that a re-run changes nothing but real outputs: volatile metadata is dropped, and
+an output the re-run reproduces (as strict nbval compares it) keeps its stored form.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
+from .nbval_compare import code_cells, is_compared, nbval_difference
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -48,9 +52,33 @@ def normalise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def _images(outputs) -> list:
+    return [output.get("data", {}).get(mime) for output in outputs for mime in ("image/png", "image/jpeg")]
+
+
+def keep_reproduced_outputs(stored: nbformat.NotebookNode, fresh: nbformat.NotebookNode) -> int:
+    """Put back each stored output that the fresh run reproduced; return how many cells kept theirs.
+
+    A cell keeps its stored outputs when its source is unchanged and either strict nbval would pass
+    the fresh outputs against them with identical images, or nbval does not compare the cell
+    (version, timing and hardware cells). So `make execute` changes nothing in git but what really
+    changed: a progress bar's timing or a training's duration does not churn the notebooks.
+    """
+    kept = 0
+    for old, new in zip(code_cells(stored), code_cells(fresh)):
+        if old.source != new.source or old.execution_count != new.execution_count:
+            continue
+        reproduced = not nbval_difference(old, new.outputs) and _images(old.outputs) == _images(new.outputs)
+        if not is_compared(old) or reproduced:
+            new.outputs = old.outputs
+            kept += 1
+    return kept
+
+
 def execute(path: Path, timeout: int = 600) -> float:
     """Execute ``path`` in place in a fresh kernel; return the seconds it took."""
     nb = nbformat.read(path, as_version=4)
+    stored = copy.deepcopy(nb)
     start = time.perf_counter()
     client = NotebookClient(
         nb,
@@ -61,6 +89,7 @@ def execute(path: Path, timeout: int = 600) -> float:
     )
     client.execute()
     seconds = time.perf_counter() - start
+    keep_reproduced_outputs(stored, nb)
     nbformat.write(normalise(nb), path)
     return seconds
 
