@@ -21,7 +21,6 @@ sys.path.insert(0, str(WORKSHOP))
 
 from course_repo import publish  # noqa: E402
 
-
 NOT_ROOT = (
     "make hub must run as root (sudo make hub): the hub makes a Unix user for each learner and runs their "
     "server as that user, so no learner can read another's work or the hub's secrets. It never falls back to "

@@ -214,14 +214,16 @@ def reachable(path: Path) -> bool:
     return not environment_problems([path], [])
 
 
-def learner_runtime(target: Path) -> Path:
+def learner_runtime(target: Path, course_utils: Path) -> Path:
     """A virtual environment at ``target`` for the learners' servers; return its ``python``.
 
     The course's ``.venv`` (this process's) may sit on an interpreter only root can reach (e.g. a
-    pyenv build under /root). The runtime is made on one every user may run: the ``.venv``'s own
-    base interpreter when it is reachable, else the system's of the same version. It imports the
-    ``.venv``'s packages (a ``.pth`` file adds its site-packages) and shares its Jupyter data and
-    configuration (``share``, ``etc``), so JupyterLab, its extensions and nbgitpuller are the same.
+    pyenv build under /root), and the clone itself may be somewhere other users cannot go. The
+    runtime is made on an interpreter every user may run: the ``.venv``'s own base interpreter when
+    it is reachable, else the system's of the same version. Where other users can reach the
+    ``.venv`` and ``course_utils``, the runtime reads them in place (a ``.pth`` file adds the
+    site-packages; ``share`` and ``etc``, JupyterLab's files and nbgitpuller's switch, are links);
+    where not, it holds a copy of them (hard links where the disk allows, so no second gigabyte).
     """
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     candidates = [Path(os.path.realpath(sys._base_executable)), Path("/usr/bin") / version, Path("/usr/local/bin") / version]
@@ -233,15 +235,35 @@ def learner_runtime(target: Path) -> Path:
     site_packages = Path(sysconfig.get_paths()["purelib"])
     own = Path(subprocess.run([str(target / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                               check=True, capture_output=True, text=True, timeout=60).stdout.strip())
-    (own / "course-environment.pth").write_text(f"import site; site.addsitedir({str(site_packages)!r})\n")
-    for shared in ("share", "etc"):
-        if (Path(sys.prefix) / shared).exists():
-            (target / shared).symlink_to(Path(sys.prefix) / shared)
-    for folder, dirs, files in os.walk(target):
+    shared = [name for name in ("share", "etc") if (Path(sys.prefix) / name).exists()]
+    if reachable(site_packages) and reachable(course_utils):
+        (own / "course-environment.pth").write_text(f"import site; site.addsitedir({str(site_packages)!r})\n")
+        for name in shared:
+            (target / name).symlink_to(Path(sys.prefix) / name)
+    else:
+        copy_tree(site_packages, own, ignore=shutil.ignore_patterns("__editable__*"))  # course_utils comes next, not from the clone
+        copy_tree(course_utils, own / course_utils.name, ignore=shutil.ignore_patterns("__pycache__"))
+        for name in shared:
+            copy_tree(Path(sys.prefix) / name, target / name)
+    for folder, _dirs, files in os.walk(target):  # everyone may read and run it; nobody but root may change it
         for entry in [folder, *(os.path.join(folder, f) for f in files)]:
             if not os.path.islink(entry):
-                os.chmod(entry, 0o755 if os.path.isdir(entry) or os.access(entry, os.X_OK) else 0o644)
+                mode = stat.S_IMODE(os.stat(entry).st_mode)
+                readable = 0o555 if os.path.isdir(entry) or mode & 0o100 else 0o444
+                os.chmod(entry, (mode | readable) & ~0o022)
     return target / "bin" / "python"
+
+
+def copy_tree(source: Path, destination: Path, ignore=None) -> None:
+    """``source`` into ``destination``: hard links on the same disk, else copies."""
+
+    def link_or_copy(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, destination, symlinks=True, dirs_exist_ok=True, ignore=ignore, copy_function=link_or_copy)
 
 
 def environment_problems(paths: list[Path], check_tree: list[Path]) -> list[str]:
@@ -257,7 +279,7 @@ def environment_problems(paths: list[Path], check_tree: list[Path]) -> list[str]
             if folder == path and not mode & stat.S_IROTH:
                 problems.append(f"{folder} (mode {stat.S_IMODE(mode):04o}) is not readable by other users")
     for top in check_tree:
-        for folder, dirs, files in os.walk(top):
+        for folder, _dirs, files in os.walk(top):
             for entry in [folder, *(os.path.join(folder, f) for f in files)]:
                 info = os.lstat(entry)
                 if not stat.S_ISLNK(info.st_mode) and info.st_mode & (stat.S_IWOTH | stat.S_IWGRP):

@@ -58,7 +58,7 @@ for secret in PRIVATE.iterdir():
 
 # the learners' servers run the course's environment as other users: it must be theirs to read, not to change
 COURSE_UTILS = Path(importlib.util.find_spec("course_utils").origin).parent
-LEARNER_PYTHON = learner_runtime(STATE / "runtime")  # the .venv's packages, on a Python every user may run
+LEARNER_PYTHON = learner_runtime(STATE / "runtime", COURSE_UTILS)  # the .venv's packages, on a Python every user may run
 problems = environment_problems(
     [p for p in (LEARNER_PYTHON, Path(sysconfig.get_paths()["purelib"]), COURSE_UTILS, COURSE_REPO) if p.exists()],
     [Path(sys.prefix), STATE / "runtime", COURSE_UTILS],
@@ -139,6 +139,7 @@ c.Spawner.default_url = "/git-pull?" + urlencode(
 c.Spawner.environment = {
     "COURSE_PROGRESS_URL": f"{PROGRESS_URL}/services/progress/",  # kernels send check attempts here
     "OMP_NUM_THREADS": os.environ.get("WORKSHOP_THREADS_PER_LEARNER", "1"),  # a room shares the cores
+    "PATH": f"{LEARNER_PYTHON.parent}:/usr/local/bin:/usr/bin:/bin",  # python in a terminal is the course's
     "GIT_CONFIG_GLOBAL": str(GIT_CONFIG),  # nbgitpuller's git may pull from the course repository, which root owns
 }
 c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", "access:services!service=progress"]

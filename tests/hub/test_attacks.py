@@ -1,8 +1,9 @@
 """A mischievous learner, from her own kernel on the real hub: every attack must fail.
 
-learner0 attacks; learner1 is her neighbour, with a live kernel of his own. Each attack runs as
-Python in learner0's kernel (so as her Unix user, under her limits) and prints what happened;
-the test asserts the attack was refused.
+mallory attacks; victor is her neighbour, with his copy of the course and a live kernel of his own
+(two learners of their own, so the room's board stays the room's). Each attack runs as Python in
+mallory's kernel (so as her Unix user, under her limits) and prints what happened; the test
+asserts the attack was refused.
 """
 
 from __future__ import annotations
@@ -11,16 +12,19 @@ import json
 
 import psutil
 import pytest
+
 from course_utils.checks import EXERCISES
 
 from .conftest import ADMIN_PASSWORD, LEARNER_PASSWORD, wait_for
 
-ATTACKER, VICTIM = "learner0", "learner1"
+ATTACKER, VICTIM = "mallory", "victor"
 
 
 @pytest.fixture(scope="module")
-def kernels(hub, room):
+def kernels(hub):
     """A kernel for the attacker, and one for her neighbour (whose connection file is the prize)."""
+    hub.add_users([ATTACKER, VICTIM])
+    hub.spawn([ATTACKER, VICTIM], timeout=180)
     hub.pull_course(VICTIM)
     return {ATTACKER: hub.start_kernel(ATTACKER), VICTIM: hub.start_kernel(VICTIM)}
 
@@ -147,7 +151,7 @@ attempt("list users with her token", as_admin)
 
 
 def test_writing_into_the_course_environment_fails(hub, kernels):
-    import site
+    import sys
     import sysconfig
 
     import course_utils
@@ -160,12 +164,12 @@ def test_writing_into_the_course_environment_fails(hub, kernels):
         "runtime": str(hub.state / "runtime" / "zz.pth"),
         "course repository": str(hub.state / "course" / "00_start_here.ipynb"),
     }
-    assert site_packages in site.getsitepackages() or site_packages
+    own_copy = hub.state / "runtime" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages" / "course_utils" / "__init__.py"
     result = attack(hub, kernels, TRY + f"""
 for name, path in {targets!r}.items():
     attempt(name, lambda: open(path, "a").write("import os; os.system('touch /tmp/owned')\\n"))
 import course_utils
-result["imports course_utils"] = course_utils.__file__ == {course_utils.__file__!r}
+result["imports course_utils"] = course_utils.__file__ in ({course_utils.__file__!r}, {str(own_copy)!r})
 """)
     assert result == {**dict.fromkeys(targets, "PermissionError"), "imports course_utils": True}
 
@@ -290,11 +294,11 @@ result["too big"] = post([{{"id": "x", "exercise_id": {exercise!r}, "message": "
     assert neighbour.status_code == 200 and neighbour.json()["stored"] == 1
 
 
-def test_every_server_runs_as_its_learners_own_user(hub, room):
+def test_every_server_runs_as_its_learners_own_user(hub, kernels):
     import pwd
 
     servers = [c for c in psutil.Process(hub.process.pid).children() if "jupyterhub.singleuser" in " ".join(c.cmdline())]
-    assert len(servers) >= len(room)
+    assert len(servers) >= len(kernels)
     for server in servers:
         owner = pwd.getpwuid(server.uids().real).pw_name
         assert owner == "hubt-" + server.environ()["JUPYTERHUB_USER"] and server.uids().effective != 0

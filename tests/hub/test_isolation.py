@@ -1,0 +1,96 @@
+"""The single-machine hub's isolation pieces, without a hub: Unix names, limits, the environment check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from isolation import Limits, cgroup_layout, environment_problems, learner_runtime, parse_bytes, prepare_cgroups, system_name
+from traitlets.config.loader import PyFileConfigLoader
+
+from .conftest import WORKSHOP
+
+
+def test_each_learner_is_a_unix_user_of_their_own():
+    assert system_name("ann") == "jupyter-ann"
+    assert system_name("ann.lee_2", prefix="hubt-") == "hubt-ann.lee_2"
+    assert system_name("a" * 24) == "jupyter-" + "a" * 24  # the hub's name pattern allows 24 characters: 32 in all
+
+
+@pytest.mark.parametrize("name", ["", "-rf", "a b", "ann:0", "../etc", "a/b", "a" * 25, "émile"])
+def test_names_that_cannot_be_unix_names_are_refused(name):
+    with pytest.raises(ValueError, match="hub_name"):
+        system_name(name)
+
+
+def test_the_hubs_name_pattern_admits_only_names_that_fit(tmp_path, monkeypatch):
+    import re
+
+    monkeypatch.setenv("WORKSHOP_PASSWORD", "a-password")
+    monkeypatch.setenv("WORKSHOP_STATE", str(tmp_path))
+    pattern = PyFileConfigLoader("jupyterhub_config.py", path=str(WORKSHOP)).load_config().Authenticator.username_pattern
+    for name in ["ann", "ann.lee", "b2", "a" * 24]:
+        assert re.fullmatch(pattern, name) and system_name(name)
+    for name in ["Ann", "-a", "a" * 25, "a:b", "a b", "..", ".profile", "a/b"]:
+        assert not re.fullmatch(pattern, name), name
+
+
+def test_limits_and_sizes():
+    assert parse_bytes("3G") == 3 * 2**30 and parse_bytes("512M") == 2**29 and parse_bytes("1024") == 1024
+    with pytest.raises(ValueError, match="memory limit: expected bytes like '2G'"):
+        parse_bytes("lots")
+
+
+def test_cgroups_are_used_where_the_hub_may_make_them(tmp_path):
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cgroup.controllers").write_text("cpu io memory pids\n")
+    (v2 / "cgroup.subtree_control").write_text("")
+    layout = cgroup_layout(v2)
+    assert [path for path, _ in layout] == [v2 / "workshop"]
+    procs = prepare_cgroups(layout, "jupyter-ann", Limits(memory=2**30, processes=99, file_size=1))
+    assert procs == [v2 / "workshop" / "jupyter-ann" / "cgroup.procs"]
+    assert (v2 / "cgroup.subtree_control").read_text() == "+memory +pids"
+    (v2 / "cgroup.controllers").write_text("cpu io\n")  # no memory controller delegated: rlimits instead
+    assert cgroup_layout(v2) is None
+    assert cgroup_layout(tmp_path / "nothing") is None
+
+
+def test_the_environment_check_names_what_learners_cannot_reach_or_could_change(tmp_path):
+    closed = tmp_path / "closed"
+    (closed / "venv").mkdir(parents=True)
+    closed.chmod(0o700)
+    open_ = tmp_path / "open"
+    (open_ / "pkg").mkdir(parents=True)
+    (open_ / "pkg" / "mod.py").write_text("")
+    tmp_path.chmod(0o755)
+    problems = environment_problems([closed / "venv"], [])
+    assert problems and f"{closed} (mode 0700) does not let other users through" in problems[0]
+    assert environment_problems([open_ / "pkg"], [open_]) == []
+    (open_ / "pkg" / "mod.py").chmod(0o666)
+    assert "could be changed by a learner" in environment_problems([], [open_])[0]
+
+
+@pytest.mark.parametrize("in_place", [True, False])
+def test_the_learners_runtime_runs_the_course_environment_as_another_user(tmp_path, monkeypatch, in_place):
+    """In place where the clone is reachable; a copy (hard links) where it is not, e.g. a clone under /root."""
+    from pathlib import Path
+
+    import isolation
+
+    import course_utils
+
+    if not in_place:
+        monkeypatch.setattr(isolation, "reachable", lambda path: not str(path).startswith(sys.prefix) and
+                            not str(path).startswith(str(Path(course_utils.__file__).parents[1])) and not str(path).startswith("/root"))
+    tmp_path.chmod(0o755)
+    python = learner_runtime(tmp_path / "runtime", Path(course_utils.__file__).parent)
+    code = "import course_utils, jupyterhub, nbgitpuller, jupyter_core.paths as p; print(course_utils.__file__); print(p.jupyter_config_path())"
+    run = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "env", "HOME=/tmp", str(python), "-c", code],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (str(tmp_path / "runtime") in run.stdout.splitlines()[0]) is not in_place
+    assert os.path.exists(tmp_path / "runtime" / "etc" / "jupyter" / "jupyter_server_config.d" / "nbgitpuller.json")
+    assert environment_problems([python], [tmp_path / "runtime"]) == []
