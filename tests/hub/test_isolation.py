@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from isolation import Limits, cgroup_layout, environment_problems, learner_runtime, parse_bytes, prepare_cgroups, system_name
 from traitlets.config.loader import PyFileConfigLoader
 
 from .conftest import WORKSHOP
+
+
+@pytest.fixture
+def open_tmp():
+    """A folder every user may pass through (pytest's own are root's alone)."""
+    folder = Path(tempfile.mkdtemp(prefix="workshop-isolation-tests-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_each_learner_is_a_unix_user_of_their_own():
@@ -58,14 +69,16 @@ def test_cgroups_are_used_where_the_hub_may_make_them(tmp_path):
     assert cgroup_layout(tmp_path / "nothing") is None
 
 
-def test_the_environment_check_names_what_learners_cannot_reach_or_could_change(tmp_path):
+def test_the_environment_check_names_what_learners_cannot_reach_or_could_change(open_tmp):
+    tmp_path = open_tmp
     closed = tmp_path / "closed"
     (closed / "venv").mkdir(parents=True)
     closed.chmod(0o700)
     open_ = tmp_path / "open"
     (open_ / "pkg").mkdir(parents=True)
     (open_ / "pkg" / "mod.py").write_text("")
-    tmp_path.chmod(0o755)
+    for path, mode in ((open_, 0o755), (open_ / "pkg", 0o755), (open_ / "pkg" / "mod.py", 0o644)):
+        path.chmod(mode)
     problems = environment_problems([closed / "venv"], [])
     assert problems and f"{closed} (mode 0700) does not let other users through" in problems[0]
     assert environment_problems([open_ / "pkg"], [open_]) == []
@@ -74,23 +87,20 @@ def test_the_environment_check_names_what_learners_cannot_reach_or_could_change(
 
 
 @pytest.mark.parametrize("in_place", [True, False])
-def test_the_learners_runtime_runs_the_course_environment_as_another_user(tmp_path, monkeypatch, in_place):
+def test_the_learners_runtime_runs_the_course_environment_as_another_user(open_tmp, monkeypatch, in_place):
     """In place where the clone is reachable; a copy (hard links) where it is not, e.g. a clone under /root."""
-    from pathlib import Path
-
     import isolation
 
     import course_utils
 
-    if not in_place:
-        monkeypatch.setattr(isolation, "reachable", lambda path: not str(path).startswith(sys.prefix) and
-                            not str(path).startswith(str(Path(course_utils.__file__).parents[1])) and not str(path).startswith("/root"))
-    tmp_path.chmod(0o755)
-    python = learner_runtime(tmp_path / "runtime", Path(course_utils.__file__).parent)
-    code = "import course_utils, jupyterhub, nbgitpuller, jupyter_core.paths as p; print(course_utils.__file__); print(p.jupyter_config_path())"
+    clone = Path(course_utils.__file__).parents[1]
+    if not in_place:  # as if the clone and its .venv were under a folder only root may enter
+        monkeypatch.setattr(isolation, "reachable", lambda path: not str(path).startswith((sys.prefix, str(clone), "/root")))
+    python = learner_runtime(open_tmp / "runtime", Path(course_utils.__file__).parent)
+    code = "import course_utils, jupyterhub, nbgitpuller; print(course_utils.__file__)"
     run = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "env", "HOME=/tmp", str(python), "-c", code],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, cwd=open_tmp)  # not the clone: -c imports from the folder it runs in
     assert run.returncode == 0, run.stderr[-2000:]
-    assert (str(tmp_path / "runtime") in run.stdout.splitlines()[0]) is not in_place
-    assert os.path.exists(tmp_path / "runtime" / "etc" / "jupyter" / "jupyter_server_config.d" / "nbgitpuller.json")
-    assert environment_problems([python], [tmp_path / "runtime"]) == []
+    assert run.stdout.startswith(str(open_tmp / "runtime")) is not in_place
+    assert (open_tmp / "runtime" / "etc" / "jupyter" / "jupyter_server_config.d" / "nbgitpuller.json").exists()  # nbgitpuller is on
+    assert environment_problems([python], [open_tmp / "runtime"]) == []
