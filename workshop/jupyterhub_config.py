@@ -67,8 +67,8 @@ if problems:
     sys.exit(
         "The learners' servers run as their own users and cannot use the course environment safely:\n  "
         + "\n  ".join(problems)
-        + "\nClone the course where every user may read it (e.g. under /opt or /srv), owned by root and not "
-        "writable by others, and run make install there."
+        + "\nThe hub's state folder (WORKSHOP_STATE, default build/workshop) must be one every user may pass through, "
+        "e.g. WORKSHOP_STATE=/srv/workshop, and the course's .venv must be writable by root alone."
     )
 
 # --- where the hub listens: this machine only unless the instructor says otherwise ----------
