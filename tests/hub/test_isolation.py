@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -104,3 +105,28 @@ def test_the_learners_runtime_runs_the_course_environment_as_another_user(open_t
     assert run.stdout.startswith(str(open_tmp / "runtime")) is not in_place
     assert (open_tmp / "runtime" / "etc" / "jupyter" / "jupyter_server_config.d" / "nbgitpuller.json").exists()  # nbgitpuller is on
     assert environment_problems([python], [open_tmp / "runtime"]) == []
+
+
+def test_the_hub_config_runs_each_learner_as_their_own_user_under_limits(tmp_path, monkeypatch):
+    import isolation
+
+    for name in ("WORKSHOP_MEM_LIMIT", "WORKSHOP_PROCESS_LIMIT", "WORKSHOP_MAX_SERVERS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORKSHOP_PASSWORD", "a-password")
+    monkeypatch.setenv("WORKSHOP_STATE", str(tmp_path))
+    config = PyFileConfigLoader("jupyterhub_config.py", path=str(WORKSHOP)).load_config()
+    assert issubclass(config.JupyterHub.spawner_class, isolation.LocalProcessSpawner)  # never SimpleLocalProcessSpawner
+    assert issubclass(config.JupyterHub.authenticator_class, isolation.SystemUsers)
+    assert (config.LearnerSpawner.mem_limit_text, config.LearnerSpawner.process_limit) == ("3G", 512)
+    assert config.JupyterHub.active_server_limit == 40 and config.JupyterHub.concurrent_spawn_limit == 10
+    assert config.Spawner.ip == "127.0.0.1"
+    assert set(config.Spawner.environment) == {"COURSE_PROGRESS_URL", "OMP_NUM_THREADS", "PATH", "GIT_CONFIG_GLOBAL"}  # no secret
+    assert oct((tmp_path / "private").stat().st_mode & 0o777) == "0o700"
+
+
+def test_the_hub_refuses_to_start_without_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKSHOP_PASSWORD", "a-password")
+    monkeypatch.setenv("WORKSHOP_STATE", str(tmp_path))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(SystemExit, match="must start as root .* never falls back to one shared user"):
+        PyFileConfigLoader("jupyterhub_config.py", path=str(WORKSHOP)).load_config()
