@@ -17,7 +17,7 @@ ZH := $(filter zh zh_CN zh-CN zh_cn zh-cn zh-Hans zh_Hans,$(COURSE_LANG))
 LAB_ZH := build/lab-zh
 LAB_ZH_LOCALE := $(LAB_ZH)/user-settings/@jupyterlab/translation-extension/plugin.jupyterlab-settings
 
-.PHONY: help install lab lab-zh-settings test execute student lint bench clean test-browser html hub hub-as-root test-hub translations zh
+.PHONY: help install lab lab-zh-settings test execute student lint bench clean test-browser html hub test-hub translations zh
 
 help:
 	@echo "make lab      start JupyterLab on notebooks/ (http://127.0.0.1:8888, token login)"
@@ -100,6 +100,7 @@ hub: hub-as-root $(WORKSHOP_STAMP) student
 	$(PY) workshop/hub.py
 
 # the hub makes a Unix user per learner: say so before installing anything
+.PHONY: hub-as-root
 hub-as-root:
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make hub must run as root (sudo make hub): each learner gets a Unix user of their own, and the hub never falls back to one shared user"; exit 1; fi
 
