@@ -151,6 +151,15 @@ def prepare_cgroups(layout, name: str, limits: Limits) -> list[Path]:
     return procs
 
 
+def remove_cgroups(name: str, layout=None) -> None:
+    """Remove the learner's cgroups once nothing runs in them (a busy or missing one is left alone)."""
+    for parent, _ in layout if layout is not None else (cgroup_layout() or []):
+        try:
+            (parent / name).rmdir()
+        except OSError:
+            pass
+
+
 def limited_preexec(name: str, limits: Limits, cgroup_procs: list[Path]):
     """A ``preexec_fn``: join the learner's cgroups, set rlimits, then become the learner (``set_user_setuid``)."""
     become_learner = set_user_setuid(name)
@@ -198,6 +207,10 @@ class LearnerSpawner(LocalProcessSpawner):
         user = pwd.getpwnam(self.system_user)
         env.update(USER=self.system_user, LOGNAME=self.system_user, HOME=user.pw_dir, SHELL=user.pw_shell or "/bin/bash")
         return env
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        remove_cgroups(self.system_user)
 
     async def start(self):
         if pwd.getpwuid(0).pw_name == self.system_user or pwd.getpwnam(self.system_user).pw_uid == 0:

@@ -58,8 +58,11 @@ def free_port(privileged: bool = False) -> int:
 
 def delete_test_users() -> list[str]:
     """Delete every ``hubt-`` Unix user and their home; return their names."""
+    from isolation import remove_cgroups
+
     names = [user.pw_name for user in pwd.getpwall() if user.pw_name.startswith(USER_PREFIX)]
     for name in names:
+        remove_cgroups(name)
         result = subprocess.run(["userdel", "--remove", name], capture_output=True, text=True, timeout=60)
         if result.returncode not in (0, 12):  # 12: the home was already gone
             subprocess.run(["userdel", "--remove", "--force", name], capture_output=True, text=True, timeout=60)
