@@ -31,8 +31,8 @@ help:
 	@echo "make translations  update the Chinese PO catalogues from the English notebooks and the package"
 	@echo "make zh       build notebooks/zh/ from the English notebooks and the catalogues, then execute them"
 	@echo "make test-browser  every notebook run in JupyterLab in headless Chromium (apt-get install chromium)"
-	@echo "make hub      a workshop's JupyterHub on this machine (http://127.0.0.1:8000; prints how to log in)"
-	@echo "make test-hub the hub end to end: learners, their kernels, the progress board, load (needs npm)"
+	@echo "make hub      a workshop's JupyterHub on this machine, as root: a Unix user per learner (http://127.0.0.1:8000; prints how to log in)"
+	@echo "make test-hub the hub end to end, as root: learners, their kernels, attacks from a kernel, the board in Chromium, load (needs npm)"
 	@echo "make bench    time the course modules against PyTorch's own"
 	@echo "make lint     ruff over course_utils, tests and notebooks"
 	@echo "make clean    remove build/ and caches (keeps .venv)"
@@ -104,8 +104,13 @@ html: $(STAMP)
 test-browser: $(STAMP)
 	$(PY) -m pytest tests/browser --durations=10
 
-hub: $(WORKSHOP_STAMP) student
+hub: hub-as-root $(WORKSHOP_STAMP) student
 	$(PY) workshop/hub.py
+
+# the hub makes a Unix user per learner: say so before installing anything
+.PHONY: hub-as-root
+hub-as-root:
+	@if [ "$$(id -u)" -ne 0 ]; then echo "make hub must run as root (sudo make hub): each learner gets a Unix user of their own, and the hub never falls back to one shared user"; exit 1; fi
 
 test-hub: $(WORKSHOP_STAMP)
 	$(PY) -m pytest tests/hub --durations=10

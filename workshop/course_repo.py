@@ -10,6 +10,7 @@ work: files they have not touched are added or updated, files they changed keep 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -34,11 +35,21 @@ def publish(student_dir: Path, repo: Path, message: str = "Course update") -> bo
         if old.name != ".git":
             shutil.rmtree(old) if old.is_dir() else old.unlink()
     shutil.copytree(student_dir, repo, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    readable_by_everyone(repo)
     git(repo, "add", "--all")
     if not git(repo, "status", "--porcelain").strip():
         return False
     git(repo, "commit", "--quiet", "-m", message)
+    readable_by_everyone(repo)
     return True
+
+
+def readable_by_everyone(repo: Path) -> None:
+    """Every learner pulls from ``repo`` as their own Unix user: folders 0755, files 0644, whatever the umask."""
+    for folder, _, files in os.walk(repo):
+        os.chmod(folder, 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)
 
 
 def main(argv: list[str] | None = None) -> int:

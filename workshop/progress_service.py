@@ -6,19 +6,30 @@ The hub starts it (``c.JupyterHub.services`` in ``jupyterhub_config.py``) and ro
 - ``POST api/attempts`` with a learner's API token (``Authorization: token ...``): stores the
   attempts under the token's owner, so a learner can record only their own. Each attempt has a
   unique ``id``; storing one twice keeps one copy, so a learner's kernel may retry freely.
-- ``GET /`` (the board, HTML, refreshed live) and ``GET api/board`` (the same as JSON): hub
-  admins only; everyone else gets 403.
+  Only the course's exercise ids are stored (others are counted and dropped), every field has a
+  size limit, and each learner has a budget of attempts that refills at a steady rate: past it
+  the answer is 429 and their kernel sends again later.
+- ``GET /`` (the board, HTML) and ``GET table`` (its table, fetched again every few seconds by
+  the page, with the page's XSRF token), ``GET api/board`` (the same as JSON): hub admins only;
+  everyone else gets 403. Nothing but the page itself ever sends a browser to log in.
 - ``GET api/health``: no login; says the service is up (and its process id).
 
 Attempts live in a database given by ``$PROGRESS_DB_URL`` (SQLAlchemy URL): SQLite on one
-machine, PostgreSQL on Kubernetes.
+machine, PostgreSQL on Kubernetes. The exercise ids are read from ``$PROGRESS_EXERCISES`` (one a
+line), a file written from ``course_utils.checks`` on first start when it is missing. The service
+listens where ``$JUPYTERHUB_SERVICE_URL`` says, or on ``$PROGRESS_IP`` when set (``0.0.0.0`` in a
+Kubernetes pod, whose service name is not one of its own addresses).
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import os
+import subprocess
+import sys
+import time
 from collections import Counter
 from datetime import datetime, timezone
 from urllib.parse import urlparse
@@ -29,7 +40,10 @@ from jupyterhub.utils import url_path_join
 from tornado import ioloop, web
 
 STUCK_AFTER = 3  # failed attempts without a pass
-MAX_BATCH = 1000
+MAX_BATCH = 200  # attempts per request (a learner's kernel sends at most this many at once)
+MAX_BODY = 2**20  # bytes per request
+BUDGET = 400  # attempts a learner may send at once ...
+REFILL_PER_S = 2.0  # ... and then this many a second
 FIELD_LIMITS = {"id": 64, "exercise_id": 64, "kind": 64, "mistake": 200, "message": 2000, "time": 40}
 
 metadata = sa.MetaData()
@@ -134,6 +148,40 @@ def _insert_ignoring_duplicates(dialect: str):
     return insert(attempts_table).on_conflict_do_nothing(index_elements=["learner", "id"])
 
 
+def exercise_ids(path: str | None) -> frozenset[str]:
+    """The course's exercise ids, from the file ``path`` (one a line); made from ``course_utils.checks`` if missing."""
+    if path and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return frozenset(line.strip() for line in f if line.strip())
+    listing = subprocess.run(  # in a child process: the checks import torch, which this service does not need
+        [sys.executable, "-c", "from course_utils.checks import EXERCISES; print('\\n'.join(sorted(EXERCISES)))"],
+        check=True, capture_output=True, text=True, timeout=300,
+    ).stdout
+    if path:
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
+            f.write(listing)
+    return frozenset(listing.split())
+
+
+class RateLimit:
+    """Per learner, a budget of ``capacity`` attempts that refills at ``per_second``."""
+
+    def __init__(self, capacity: float = BUDGET, per_second: float = REFILL_PER_S, clock=time.monotonic):
+        self.capacity, self.per_second, self.clock = capacity, per_second, clock
+        self.buckets: dict[str, tuple[float, float]] = {}  # learner -> (budget left, when)
+
+    def take(self, learner: str, cost: int) -> bool:
+        """Spend ``cost`` of ``learner``'s budget; False (nothing spent) if it is not there."""
+        now = self.clock()
+        left, then = self.buckets.get(learner, (self.capacity, now))
+        left = min(self.capacity, left + (now - then) * self.per_second)
+        if cost > left:
+            self.buckets[learner] = (left, now)
+            return False
+        self.buckets[learner] = (left - cost, now)
+        return True
+
+
 def validate_attempts(body: object) -> list[dict]:
     """The attempts of a request body ``{"attempts": [...]}``, checked; ValueError names what is wrong."""
     if not isinstance(body, dict) or not isinstance(body.get("attempts"), list):
@@ -210,8 +258,12 @@ class AttemptsHandler(HubUserHandler):
             attempts = validate_attempts(json.loads(self.request.body or b"null"))
         except ValueError as exc:
             raise web.HTTPError(400, str(exc)) from None
-        stored = await ioloop.IOLoop.current().run_in_executor(None, self.store.add, user["name"], attempts)
-        self.write({"received": len(attempts), "stored": stored})
+        if not self.settings["rate_limit"].take(user["name"], max(1, len(attempts))):
+            self.set_header("Retry-After", "5")
+            raise web.HTTPError(429, "too many attempts at once: your kernel sends them again in a moment")
+        known = [a for a in attempts if a["exercise_id"] in self.settings["exercises"]]
+        stored = await ioloop.IOLoop.current().run_in_executor(None, self.store.add, user["name"], known) if known else 0
+        self.write({"received": len(attempts), "stored": stored, "unknown_exercise": len(attempts) - len(known)})
 
 
 class BoardDataHandler(HubUserHandler):
@@ -221,14 +273,20 @@ class BoardDataHandler(HubUserHandler):
 
 
 class BoardPageHandler(HubUserHandler):
-    @web.authenticated
+    @web.authenticated  # the one place that sends a browser to log in: a page the instructor opens
     async def get(self):
         self.require_admin()
         board = await ioloop.IOLoop.current().run_in_executor(None, self.store.board)
-        if self.get_argument("fragment", None):
-            self.finish(render_board(board))
-        else:
-            self.finish(render_page(board, self.settings["refresh_s"]))
+        token = self.xsrf_token
+        self.finish(render_page(board, self.settings["refresh_s"], token.decode() if isinstance(token, bytes) else token))
+
+
+class BoardTableHandler(HubUserHandler):
+    """The board's table for the page's refresh: 403 when not logged in, never a redirect to log in."""
+
+    async def get(self):
+        self.require_admin()
+        self.finish(render_board(await ioloop.IOLoop.current().run_in_executor(None, self.store.board)))
 
 
 class HealthHandler(web.RequestHandler):
@@ -251,22 +309,26 @@ th.learner { text-align: left; } .mistakes td { font-size: 80%; text-align: left
 <span id="stamp"></span></p>
 <div id="board">__BOARD__</div>
 <script>
-setInterval(async () => {
-  const response = await fetch(window.location.pathname + "?fragment=1", {credentials: "same-origin"});
+const refresh = setInterval(async () => {
+  const response = await fetch("table", {credentials: "same-origin", headers: {"X-XSRFToken": "__XSRF__"}});
   if (response.ok) {
     document.getElementById("board").innerHTML = await response.text();
     document.getElementById("stamp").textContent = "(last update " + new Date().toLocaleTimeString() + ")";
+  } else if (response.status === 403) {
+    clearInterval(refresh);
+    document.getElementById("stamp").textContent = "(signed out: reload the page to log in again)";
   }
 }, __REFRESH_MS__);
 </script></body></html>
 """
 
 
-def render_page(board: dict, refresh_s: float) -> str:
+def render_page(board: dict, refresh_s: float, xsrf_token: str) -> str:
     """The board's page: the table, and a script that fetches it again every ``refresh_s`` seconds."""
     return (
         PAGE.replace("__STUCK__", str(STUCK_AFTER))
         .replace("__REFRESH_MS__", str(int(refresh_s * 1000)))
+        .replace("__XSRF__", html.escape(xsrf_token))
         .replace("__BOARD__", render_board(board))
     )
 
@@ -304,11 +366,15 @@ def render_board(board: dict) -> str:
     )
 
 
-def make_app(store: Store, prefix: str, refresh_s: float = 5.0) -> web.Application:
+def make_app(store: Store, prefix: str, exercises: frozenset[str], refresh_s: float = 5.0) -> web.Application:
     hub_auth = HubOAuth.instance(cache_max_age=60)  # the handlers' HubOAuthenticated.hub_auth
+    # the same secret across restarts (the hub gives a restarted service the same token), so the
+    # instructor's board stays logged in when the service comes back
+    secret = hashlib.sha256(b"progress-board-cookies:" + (hub_auth.api_token or "").encode()).digest()
     return web.Application(
         [
             (prefix, BoardPageHandler),
+            (url_path_join(prefix, "table"), BoardTableHandler),
             (url_path_join(prefix, "api/board"), BoardDataHandler),
             (url_path_join(prefix, "api/attempts"), AttemptsHandler),
             (url_path_join(prefix, "api/health"), HealthHandler),
@@ -316,8 +382,10 @@ def make_app(store: Store, prefix: str, refresh_s: float = 5.0) -> web.Applicati
         ],
         store=store,
         hub_auth=hub_auth,
+        exercises=exercises,
+        rate_limit=RateLimit(),
         refresh_s=refresh_s,
-        cookie_secret=os.urandom(32),
+        cookie_secret=secret if hub_auth.api_token else os.urandom(32),
     )
 
 
@@ -325,9 +393,11 @@ def main() -> None:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/progress/")
     listen = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
     db_url = os.environ.get("PROGRESS_DB_URL", "sqlite:///progress.sqlite")
-    app = make_app(Store(db_url), prefix, float(os.environ.get("PROGRESS_REFRESH_S", "5")))
-    app.listen(listen.port, listen.hostname)
-    print(f"progress service on {listen.hostname}:{listen.port}{prefix}, attempts in {db_url}", flush=True)
+    exercises = exercise_ids(os.environ.get("PROGRESS_EXERCISES"))
+    app = make_app(Store(db_url), prefix, exercises, float(os.environ.get("PROGRESS_REFRESH_S", "5")))
+    address = os.environ.get("PROGRESS_IP") or listen.hostname
+    app.listen(listen.port, address, max_body_size=MAX_BODY)
+    print(f"progress service on {address}:{listen.port}{prefix}, {len(exercises)} exercises, attempts in {db_url}", flush=True)
     try:
         ioloop.IOLoop.current().start()
     except KeyboardInterrupt:  # the hub stops its services with SIGINT

@@ -1,8 +1,10 @@
 """A real JupyterHub on 127.0.0.1, started from workshop/jupyterhub_config.py for the hub tests.
 
-The hub runs from a fresh state folder with free ports and the workshop's own configuration;
-the only addition is a test service holding an admin token, to create learners and spawn their
-servers through the REST API. Every wait is bounded; everything started is stopped at the end.
+The hub runs as root from a fresh state folder with free ports and the workshop's own
+configuration; the only addition is a test service holding an admin token, to create learners and
+spawn their servers through the REST API. Each learner is a Unix user; the tests' users carry the
+prefix ``hubt-`` (never ``jupyter-``, so they cannot meet a real workshop's) and are deleted with
+their homes at the end of the session. Every wait is bounded; everything started is stopped.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -36,12 +41,32 @@ from course_repo import publish  # noqa: E402
 
 LEARNER_PASSWORD = "workshop-password"
 ADMIN_PASSWORD = "instructor-password-" + "x" * 20
+USER_PREFIX = "hubt-"  # the tests' Unix users: hubt-<name>
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(privileged: bool = False) -> int:
+    """A free port on 127.0.0.1; ``privileged``: one below 1024, where only root may listen."""
+    for port in range(1000, 1024) if privileged else [0]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError("no free port between 1000 and 1023")
+
+
+def delete_test_users() -> list[str]:
+    """Delete every ``hubt-`` Unix user and their home; return their names."""
+    from isolation import remove_cgroups
+
+    names = [user.pw_name for user in pwd.getpwall() if user.pw_name.startswith(USER_PREFIX)]
+    for name in names:
+        remove_cgroups(name)
+        result = subprocess.run(["userdel", "--remove", name], capture_output=True, text=True, timeout=60)
+        if result.returncode not in (0, 12):  # 12: the home was already gone
+            subprocess.run(["userdel", "--remove", "--force", name], capture_output=True, text=True, timeout=60)
+    return names
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str, every: float = 0.5):
@@ -68,6 +93,14 @@ class Hub:
     process: subprocess.Popen
     env: dict
     tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def private(self) -> Path:
+        return self.state / "private"
+
+    def home(self, name: str) -> Path:
+        """The learner ``name``'s home: their Unix user's."""
+        return Path(pwd.getpwnam(USER_PREFIX + name).pw_dir)
 
     # --- REST API ----------------------------------------------------------------------------
     def api(self, method: str, path: str, token: str | None = None, **kwargs) -> requests.Response:
@@ -180,9 +213,10 @@ async def _execute(ws_url: str, token: str, code: str, timeout: float) -> str:
     return "".join(stdout)
 
 
-def _write_test_config(state: Path, admin_token: str) -> Path:
-    """The workshop's configuration, plus a test service with an admin token and short timeouts."""
-    config = state / "test_jupyterhub_config.py"
+def _write_test_config(private: Path, admin_token: str) -> Path:
+    """The workshop's configuration, plus a test service with an admin token and short timeouts (root's alone)."""
+    config = private / "test_jupyterhub_config.py"
+    config.touch(mode=0o600)
     config.write_text(
         "c = get_config()  # noqa\n"
         f"load_subconfig({str(WORKSHOP / 'jupyterhub_config.py')!r})  # noqa\n"
@@ -224,11 +258,20 @@ def student_edition(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def hub(tmp_path_factory, student_edition) -> Hub:
-    state = tmp_path_factory.mktemp("workshop_state")
+def hub(student_edition) -> Hub:
+    if os.geteuid() != 0:
+        pytest.fail("the hub tests start the workshop hub, which runs as root (each learner is a Unix user): run them as root")
+    delete_test_users()  # left by a session that was killed
+    # every learner must be able to reach the course repository: not under pytest's private tmp folder
+    state = Path(tempfile.mkdtemp(prefix="workshop-hub-tests-"))
+    state.chmod(0o755)
+    (state / "private").mkdir(mode=0o700)
+    old_umask = os.umask(0o022)
     publish(student_edition, state / "course")
+    os.umask(old_umask)
     admin_token = secrets.token_hex(32)
-    ports = {name: free_port() for name in ("PORT", "HUB_PORT", "PROXY_API_PORT", "PROGRESS_PORT")}
+    ports = {name: free_port() for name in ("PORT", "HUB_PORT", "PROXY_API_PORT")}
+    ports["PROGRESS_PORT"] = free_port(privileged=True)
     env = dict(os.environ)
     env.update({f"WORKSHOP_{k}": str(v) for k, v in ports.items()})
     env.update(
@@ -237,11 +280,13 @@ def hub(tmp_path_factory, student_edition) -> Hub:
         WORKSHOP_ADMIN_PASSWORD=ADMIN_PASSWORD,
         WORKSHOP_ADMINS="instructor",
         WORKSHOP_IP="127.0.0.1",
+        WORKSHOP_USER_PREFIX=USER_PREFIX,
+        WORKSHOP_HOMES=str(state / "homes"),
     )
     env.pop("WORKSHOP_LEARNERS", None)
     env.pop("JUPYTERHUB_API_TOKEN", None)
-    config = _write_test_config(state, admin_token)
-    log = open(state / "hub.log", "wb")
+    config = _write_test_config(state / "private", admin_token)
+    log = open(os.open(state / "private" / "hub.log", os.O_WRONLY | os.O_CREAT, 0o600), "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=state, env=env, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -257,7 +302,9 @@ def hub(tmp_path_factory, student_edition) -> Hub:
         _stop(process)
         log.close()
         if process.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
-            print((state / "hub.log").read_text()[-5000:])
+            print((state / "private" / "hub.log").read_text()[-5000:])
+        delete_test_users()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 LEARNERS = [f"learner{i}" for i in range(8)]

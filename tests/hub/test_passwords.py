@@ -50,5 +50,5 @@ def test_the_hub_config_lets_only_listed_learners_in(passwords, tmp_path, monkey
     monkeypatch.setenv("WORKSHOP_STATE", str(tmp_path / "state"))
     monkeypatch.setenv("WORKSHOP_PASSWORDS_FILE", str(passwords))
     config = PyFileConfigLoader("jupyterhub_config.py", path=str(WORKSHOP)).load_config()
-    assert config.JupyterHub.authenticator_class.__name__ == "LearnerPasswordAuthenticator"
+    assert issubclass(config.JupyterHub.authenticator_class, LearnerPasswordAuthenticator)
     assert config.Authenticator.allowed_users == {"ann", "ben"}

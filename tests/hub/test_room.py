@@ -72,7 +72,7 @@ def test_each_learner_gets_their_own_copy_of_the_student_edition(hub, room, stud
     expected = sorted(p.name for p in student_edition.glob("*.ipynb"))
     for learner in LEARNERS:
         assert [n for n in hub.pull_course(learner) if n.endswith(".ipynb")] == expected
-    copy = hub.state / "home" / "learner0" / "attention-course" / "03_masked_attention_head.ipynb"
+    copy = hub.home("learner0") / "attention-course" / "03_masked_attention_head.ipynb"
     assert "NotImplementedError" in copy.read_text()  # the student edition, not the solutions
     # the default URL sends a learner through nbgitpuller into JupyterLab
     response = hub.get("user/learner0/", hub.tokens["learner0"], allow_redirects=False)
@@ -118,8 +118,8 @@ print(course_utils.progress())
     assert all(learner in page.text for learner in cells) and "learner7" not in page.text
     assert 'data-status="stuck"' in page.text and top[A]["name"] in page.text
     assert "setInterval" in page.text  # the page fetches its table again every few seconds
-    fragment = hub.get("services/progress/?fragment=1", hub.tokens["instructor"])
-    assert fragment.status_code == 200 and fragment.text.startswith("<p>") and "<html" not in fragment.text
+    table = hub.get("services/progress/table", hub.tokens["instructor"])
+    assert table.status_code == 200 and table.text.startswith("<p>") and "<html" not in table.text
 
 
 def test_a_learner_sees_only_their_own(hub, room):
@@ -129,6 +129,7 @@ def test_a_learner_sees_only_their_own(hub, room):
     assert hub.get("user/learner0/api/contents", me).status_code == 200
     assert hub.board(me).status_code == 403
     assert hub.get("services/progress/", me).status_code == 403
+    assert hub.get("services/progress/table", me).status_code == 403
     assert hub.api("GET", f"users/{other}", token=me).status_code == 404  # not even its existence
 
 
@@ -169,7 +170,7 @@ def test_attempts_are_recorded_only_for_the_tokens_owner(hub, room):
 
 
 def test_the_idle_culler_runs_with_the_permissions_it_needs(hub):
-    log = (hub.state / "hub.log").read_text()
+    log = (hub.private / "hub.log").read_text()
     culler_requests = [line for line in log.splitlines() if "(idle-culler@127.0.0.1)" in line]
     assert any("200 GET /hub/api/users" in line for line in culler_requests), culler_requests
     assert not any(" 403 " in line for line in culler_requests)

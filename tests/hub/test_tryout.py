@@ -33,7 +33,9 @@ def run(monkeypatch, tmp_path, capsys, **env):
 
 def test_a_tryout_gets_passwords_it_prints(monkeypatch, tmp_path, capsys):
     out, started = run(monkeypatch, tmp_path, capsys)
-    made = json.loads((tmp_path / "state" / "tryout_passwords.json").read_text())
+    made = json.loads((tmp_path / "state" / "private" / "tryout_passwords.json").read_text())
+    assert oct((tmp_path / "state" / "private").stat().st_mode & 0o777) == "0o700"
+    assert oct((tmp_path / "state" / "private" / "tryout_passwords.json").stat().st_mode & 0o777) == "0o600"
     assert "JupyterHub: http://127.0.0.1:8000/" in out
     assert f"password {made['WORKSHOP_PASSWORD']}" in out and f"password {made['WORKSHOP_ADMIN_PASSWORD']}" in out
     assert started["env"]["WORKSHOP_PASSWORD"] == made["WORKSHOP_PASSWORD"]
@@ -46,3 +48,13 @@ def test_passwords_the_instructor_set_are_never_printed(monkeypatch, tmp_path, c
     assert "the-room-secret" not in out and "$WORKSHOP_PASSWORD" in out
     assert started["env"]["WORKSHOP_PASSWORD"] == "the-room-secret"
     assert "http://127.0.0.1:8000/" in out  # listening everywhere, reachable here
+
+
+def test_make_hub_refuses_to_run_without_root(monkeypatch, tmp_path, capsys):
+    import pytest
+
+    monkeypatch.setattr(launcher.os, "geteuid", lambda: 1000)
+    with pytest.raises(SystemExit) as refused:
+        run(monkeypatch, tmp_path, capsys)
+    assert "must run as root" in str(refused.value) and "never falls back to one shared user" in str(refused.value)
+    assert not (tmp_path / "state").exists()  # nothing made, nothing started

@@ -48,7 +48,10 @@ def test_culler(local, k8s):
 
 def test_login(local, k8s):
     config = k8s["hub"]["config"]
-    assert config["JupyterHub"]["authenticator_class"] == local.JupyterHub.authenticator_class == "shared-password"
+    from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
+
+    assert config["JupyterHub"]["authenticator_class"] == "shared-password"
+    assert issubclass(local.JupyterHub.authenticator_class, SharedPasswordAuthenticator)
     assert set(config["Authenticator"]["admin_users"]) == local.Authenticator.admin_users
     assert config["Authenticator"]["allow_all"] is local.Authenticator.allow_all is True
     assert config["Authenticator"]["username_pattern"] == local.Authenticator.username_pattern
@@ -57,14 +60,53 @@ def test_login(local, k8s):
 
 def test_progress_service_and_its_permissions(local, k8s):
     here, there = services(local)["progress"], k8s["hub"]["services"]["progress"]
-    assert urlparse(here["url"]).port == urlparse(there["url"]).port
     assert (here["display"], here["oauth_no_confirm"]) == (there["display"], there["oauth_no_confirm"])
     assert Path(here["command"][-1]).name == Path(there["command"][-1]).name == "progress_service.py"
     assert k8s["hub"]["extraFiles"]["progress-service"]["mountPath"] == there["command"][-1]
     roles = {role["name"]: role for role in local.JupyterHub.load_roles}
     assert roles["user"]["scopes"] == k8s["hub"]["loadRoles"]["user"]["scopes"]
     assert local.Spawner.server_token_scopes == k8s["hub"]["config"]["Spawner"]["server_token_scopes"]
-    assert [rule["ports"][0]["port"] for rule in k8s["hub"]["networkPolicy"]["ingress"]] == [urlparse(there["url"]).port]
+    assert urlparse(here["url"]).port < 1024  # one machine: a port no learner may listen on
+
+
+def test_the_progress_service_is_reachable_in_the_cluster(k8s):
+    """Kubernetes: the "hub" Service carries the port, the pod listens on it, and the network policies let it through."""
+    service = k8s["hub"]["services"]["progress"]
+    url = urlparse(service["url"])
+    port = url.port
+    assert url.hostname == "hub"  # the hub's Service ...
+    assert {"name": "progress", "port": port, "targetPort": port} in k8s["hub"]["service"]["extraPorts"]  # ... has the port
+    assert service["environment"]["PROGRESS_IP"] == "0.0.0.0"  # the pod listens on its own addresses, not on "hub"
+    exercises = service["environment"]["PROGRESS_EXERCISES"]
+    assert exercises in {f["mountPath"] for f in k8s["hub"]["extraFiles"].values()}
+    # into the hub's pod: from the learners' pods and from the proxy
+    ingress = [rule for rule in k8s["hub"]["networkPolicy"]["ingress"] if {"port": port} in rule["ports"]]
+    sources = [peer["podSelector"]["matchLabels"] for rule in ingress for peer in rule["from"]]
+    assert {"hub.jupyter.org/network-access-hub": "true"} in sources and {"component": "proxy"} in sources
+    # out of the learners' pods and the proxy's pod, to the hub's pod
+    for egress in (k8s["singleuser"]["networkPolicy"]["egress"], k8s["proxy"]["chp"]["networkPolicy"]["egress"]):
+        assert any({"port": port} in rule["ports"] and {"podSelector": {"matchLabels": {"component": "hub"}}} in rule["to"]
+                   for rule in egress)
+    assert urlparse(k8s["singleuser"]["extraEnv"]["COURSE_PROGRESS_URL"]).port == port
+
+
+def test_the_service_listens_where_it_is_told(monkeypatch):
+    import progress_service
+
+    calls = {}
+
+    class App:
+        def listen(self, port, address, **kwargs):
+            calls.update(port=port, address=address, **kwargs)
+
+    monkeypatch.setattr(progress_service, "make_app", lambda *args, **kwargs: App())
+    monkeypatch.setattr(progress_service, "exercise_ids", lambda path: frozenset({"a"}))
+    monkeypatch.setattr(progress_service, "Store", lambda url: None)
+    monkeypatch.setattr(progress_service.ioloop.IOLoop, "current", lambda: type("L", (), {"start": lambda self: None})())
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_URL", "http://hub:10101")
+    monkeypatch.setenv("PROGRESS_IP", "0.0.0.0")
+    progress_service.main()
+    assert calls == {"port": 10101, "address": "0.0.0.0", "max_body_size": progress_service.MAX_BODY}
 
 
 def test_learners_environment(local, k8s):
