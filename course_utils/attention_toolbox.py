@@ -146,7 +146,7 @@ def alibi_score_mod(slopes: Tensor) -> Callable[[Tensor, Tensor, Tensor, Tensor,
     """
     if not isinstance(slopes, Tensor) or slopes.dim() != 1 or not slopes.is_floating_point():
         got = f"dtype {slopes.dtype}, shape {tuple(slopes.shape)}" if isinstance(slopes, Tensor) else type(slopes).__name__
-        raise ValueError(f"alibi_score_mod: `slopes` must be a 1-D float tensor of one slope per head, got {got}")
+        raise ValueError(f"alibi_score_mod: `slopes` must be a 1-D tensor of floats, one slope per head, got {got}")
 
     def alibi(score: Tensor, b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
         return score - slopes[h] * (q_idx - kv_idx)
