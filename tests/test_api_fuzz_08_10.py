@@ -3,7 +3,7 @@
 A table of bad arguments for every public function of ``positions``, ``text``, ``kv_cache``,
 ``attention_toolbox`` and ``progress``: each must raise a ValueError or TypeError whose message
 names the function and the argument. Then derandomized hypothesis runs over valid input, each
-compared with a plain PyTorch computation, and the defects found earlier, one test each.
+compared with a plain PyTorch computation, and one test for each kind of defect.
 """
 
 import json
@@ -189,7 +189,7 @@ def test_get_batch_targets_are_the_inputs_shifted(batch_size, block_size):
     assert torch.equal(y, (x + 1) % 6)  # DATA counts 0..5 over and over
 
 
-# --- the defects, one test each --------------------------------------------------------------
+# --- one test per kind of defect ------------------------------------------------------------
 
 
 def test_a_cache_with_too_few_layers_raises_before_anything_is_written():
