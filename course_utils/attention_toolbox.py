@@ -124,6 +124,8 @@ def sliding_window_mask(length: int, window: int, device=None) -> Tensor:
     Shape:
         - output: :math:`(L, L)`, bool
     """
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ValueError(f"sliding_window_mask: `length` must be an int >= 1, got {length!r}")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"sliding_window_mask: `window` must be an int >= 1, got {window!r}")
     ones = torch.ones(length, length, dtype=torch.bool, device=device)  # (L, L)
@@ -142,8 +144,9 @@ def alibi_score_mod(slopes: Tensor) -> Callable[[Tensor, Tensor, Tensor, Tensor,
     Shape:
         - slopes: :math:`(H,)`
     """
-    if not isinstance(slopes, Tensor) or slopes.dim() != 1:
-        raise ValueError(f"alibi_score_mod: `slopes` must be a 1-D tensor of one slope per head, got {slopes!r:.60}")
+    if not isinstance(slopes, Tensor) or slopes.dim() != 1 or not slopes.is_floating_point():
+        got = f"dtype {slopes.dtype}, shape {tuple(slopes.shape)}" if isinstance(slopes, Tensor) else type(slopes).__name__
+        raise ValueError(f"alibi_score_mod: `slopes` must be a 1-D tensor of floats, one slope per head, got {got}")
 
     def alibi(score: Tensor, b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
         return score - slopes[h] * (q_idx - kv_idx)

@@ -258,7 +258,11 @@ def sample_next_token(logits: Tensor, temperature: float = 1.0, top_k: int | Non
     _check_sampling("sample_next_token", temperature, top_k, logits.shape[-1], generator)
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)  # (B, 1): greedy
-    logits = logits / temperature  # (B, V)
+    scaled = logits / temperature  # (B, V)
+    if torch.isposinf(scaled).any() or torch.isnan(scaled).any():  # a tiny temperature overflowed: shift by the max first
+        shifted = logits - logits.amax(dim=-1, keepdim=True)  # (B, V), the largest 0
+        scaled = torch.where(shifted == 0, 0.0, shifted / temperature)  # (B, V): 0 / 0 where the temperature underflows
+    logits = scaled
     if top_k is not None:
         kth_largest = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth_largest, float("-inf"))  # (B, V): only the top k stay
@@ -408,6 +412,8 @@ class GPT(nn.Module):
                 raise TypeError(f"GPT: `cache` must be a KVCache or None, got {type(cache).__name__}")
             if self.attention != "dot":
                 raise ValueError(f"GPT: a KV cache needs attention='dot'; attention={self.attention!r} is recomputed instead (use_cache=False)")
+            if cache.n_layer != self.n_layer:  # checked before any layer writes to it
+                raise ValueError(f"GPT: `cache` has {cache.n_layer} layers, the model {self.n_layer}: use KVCache({self.n_layer})")
             start = len(cache)
         if start + T > self.block_size and (self.positions == "learned" or self.attention != "dot"):
             why = "learned positions have" if self.positions == "learned" else f"attention={self.attention!r} has"
@@ -418,7 +424,7 @@ class GPT(nn.Module):
                 f"GPT: `idx` reaches position {start + T - 1}, but {why} only block_size={self.block_size} positions "
                 f"(0..{self.block_size - 1}); {fix}"
             )
-        low, high = int(idx.min()), int(idx.max())
+        low, high = (int(idx.min()), int(idx.max())) if idx.numel() else (0, 0)  # an empty batch has no ids to check
         if low < 0 or high >= self.vocab_size:
             raise ValueError(f"GPT: `idx` holds token ids in [{low}, {high}], but vocab_size={self.vocab_size} allows [0, {self.vocab_size - 1}]")
 
@@ -439,7 +445,7 @@ class GPT(nn.Module):
             raise ValueError(f"GPT: `targets` must have the shape of idx {tuple(idx.shape)}, got {_describe(targets)}")
         if targets.dtype == torch.bool or targets.is_floating_point() or targets.is_complex():
             raise TypeError(f"GPT: `targets` must hold integer token ids (torch.long), got dtype {targets.dtype}")
-        loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))  # mean over positions, -100 ignored
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.reshape(B * T))  # mean over positions, -100 ignored
         return logits, loss
 
     # ------------------------------------------------------------------ generation
@@ -513,6 +519,8 @@ def evaluate_loss(model: GPT, data: Tensor, batch_size: int = 64) -> float:
     T = model.block_size
     if not isinstance(data, Tensor) or data.dim() != 1 or len(data) <= T:
         raise ValueError(f"evaluate_loss: `data` must be a 1-D tensor longer than block_size={T}, got {_describe(data)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"evaluate_loss: `batch_size` must be a positive int, got {batch_size!r}")
     n_windows = (len(data) - 1) // T
     device = next(model.parameters()).device
     inputs = data[: n_windows * T].view(n_windows, T).to(device)  # (W, T)

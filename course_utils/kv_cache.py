@@ -22,6 +22,9 @@ class KVCache:
     Args:
         n_layer: the number of attention layers that share this cache.
 
+    A model must use a cache of exactly its own number of layers (``GPT`` checks
+    :attr:`n_layer` before it writes anything).
+
     Shape:
         - ``update(layer, k, v)``: k and v :math:`(B, H_{kv}, T_{new}, D)`; returns the layer's whole
           keys and values :math:`(B, H_{kv}, T_{past} + T_{new}, D)`.
@@ -33,6 +36,11 @@ class KVCache:
         self.keys: list[Tensor | None] = [None] * n_layer
         self.values: list[Tensor | None] = [None] * n_layer
 
+    @property
+    def n_layer(self) -> int:
+        """The number of layers this cache has a slot for."""
+        return len(self.keys)
+
     def __len__(self) -> int:
         """The number of cached positions (those of layer 0)."""
         k = self.keys[0]
@@ -42,12 +50,19 @@ class KVCache:
         """Append the new positions' ``k`` and ``v`` to ``layer``'s cache and return all of them."""
         if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < len(self.keys):
             raise ValueError(f"KVCache.update: `layer` must be an int in [0, {len(self.keys)}), got {layer!r}")
+        if not isinstance(k, Tensor) or not isinstance(v, Tensor):
+            raise TypeError(f"KVCache.update: `k` and `v` must be tensors (B, H_kv, T_new, D), got {type(k).__name__} and {type(v).__name__}")
         if k.dim() != 4 or k.shape != v.shape:
             raise ValueError(f"KVCache.update: k and v must both be (B, H_kv, T_new, D), got {tuple(k.shape)} and {tuple(v.shape)}")
+        if k.dtype != v.dtype or k.device != v.device:
+            raise ValueError(f"KVCache.update: k and v must share dtype and device, got {k.dtype} on {k.device} and {v.dtype} on {v.device}")
         cached = self.keys[layer]
         if cached is not None and (k.shape[:2] != cached.shape[:2] or k.shape[3] != cached.shape[3]):
             raise ValueError(f"KVCache.update: layer {layer} caches (B, H_kv, T, D) = {tuple(cached.shape)}; the new k and v "
                              f"must match it in B, H_kv and D, got {tuple(k.shape)}")
+        if cached is not None and (k.dtype != cached.dtype or k.device != cached.device):
+            raise ValueError(f"KVCache.update: layer {layer} caches {cached.dtype} on {cached.device}; the new k and v "
+                             f"must match it, got {k.dtype} on {k.device}")
         if self.keys[layer] is not None:
             k = torch.cat([self.keys[layer], k], dim=2)  # (B, H_kv, T_past + T_new, D)
             v = torch.cat([self.values[layer], v], dim=2)  # (B, H_kv, T_past + T_new, D)

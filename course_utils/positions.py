@@ -29,6 +29,23 @@ def _check_positive_int(who: str, name: str, value) -> None:
         raise ValueError(f"{who}: `{name}` must be a positive int, got {value!r}")
 
 
+def _check_float_dtype(who: str, dtype) -> None:
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise TypeError(f"{who}: `dtype` must be a floating-point torch.dtype or None, got {dtype!r}")
+
+
+def _check_base(who: str, base) -> None:
+    if isinstance(base, bool) or not isinstance(base, (int, float)) or not 1 < base < math.inf:
+        raise ValueError(f"{who}: `base` must be a finite number > 1, got {base!r}")
+
+
+def _check_positions(who: str, positions) -> None:
+    if not isinstance(positions, Tensor) or positions.dim() < 1:
+        raise ValueError(f"{who}: `positions` must be a tensor of shape (..., T), got {_describe(positions)}")
+    if positions.dtype == torch.bool or positions.is_complex():
+        raise TypeError(f"{who}: `positions` must hold int or float positions, got dtype {positions.dtype}")
+
+
 def sinusoidal_positions(num_positions: int, d_model: int, *, start: int = 0, device=None, dtype=None) -> Tensor:
     r"""The sinusoidal position table of "Attention Is All You Need" (section 3.5).
 
@@ -52,6 +69,7 @@ def sinusoidal_positions(num_positions: int, d_model: int, *, start: int = 0, de
     _check_positive_int("sinusoidal_positions", "d_model", d_model)
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
         raise ValueError(f"sinusoidal_positions: `start` must be a non-negative int, got {start!r}")
+    _check_float_dtype("sinusoidal_positions", dtype)
     position = torch.arange(start, start + num_positions, dtype=torch.float64, device=device)[:, None]  # (P, 1)
     two_i = torch.arange(0, d_model, 2, dtype=torch.float64, device=device)  # (ceil(d/2),): 0, 2, 4, ...
     angle = position / 10000.0 ** (two_i / d_model)  # (P, ceil(d/2))
@@ -64,9 +82,22 @@ def sinusoidal_positions(num_positions: int, d_model: int, *, start: int = 0, de
 def rope_angles(positions: Tensor, dim: int, base: float = 10000.0, dtype: torch.dtype = torch.float32) -> Tensor:
     r"""The rotation angles of RoPE: ``positions[..., None] * base ** (-2i / dim)``, i = 0 .. dim/2 - 1.
 
+    Args:
+        positions: the position of each vector (int or float).
+        dim: the feature width d (even: one angle per pair of features).
+        base: the frequency base (> 1, finite).
+        dtype: the floating-point dtype of the angles.
+
     Shape:
         - positions: :math:`(..., T)`; output: :math:`(..., T, \text{dim}/2)`, of ``dtype``
     """
+    _check_positions("rope_angles", positions)
+    _check_positive_int("rope_angles", "dim", dim)
+    if dim % 2 != 0:
+        raise ValueError(f"rope_angles: `dim` must be even (one angle per pair of features), got {dim}")
+    _check_base("rope_angles", base)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"rope_angles: `dtype` must be a floating-point torch.dtype, got {dtype!r}")
     inverse_frequency = base ** (-torch.arange(0, dim, 2, dtype=dtype, device=positions.device) / dim)  # (dim/2,)
     return positions.to(dtype)[..., None] * inverse_frequency  # (..., T, dim/2)
 
@@ -84,8 +115,9 @@ def apply_rope(x: Tensor, positions: Tensor | None = None, base: float = 10000.0
 
     Args:
         x: queries or keys, the position axis second to last.
-        positions: the position of each of the T vectors (int or float), broadcastable to
-            x's leading dims; default ``0 .. T-1``.
+        positions: the position of each of the T vectors (int or float); its leading dims
+            must broadcast to x's leading dims without enlarging them (the output has x's
+            shape); default ``0 .. T-1``.
         base: the frequency base (10000 in RoFormer and LLaMA).
 
     Shape:
@@ -102,11 +134,13 @@ def apply_rope(x: Tensor, positions: Tensor | None = None, base: float = 10000.0
         raise ValueError(f"apply_rope: the last dim of `x` must be even (features are rotated in pairs), got shape {tuple(x.shape)}")
     if positions is None:
         positions = torch.arange(T, device=x.device)  # (T,)
-    elif not isinstance(positions, Tensor) or positions.dim() < 1 or positions.shape[-1] != T:
-        got = tuple(positions.shape) if isinstance(positions, Tensor) else type(positions).__name__
-        raise ValueError(f"apply_rope: `positions` must be a tensor whose last dim is T={T} (one position per vector), got {got}")
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or base <= 1:
-        raise ValueError(f"apply_rope: `base` must be a number > 1, got {base!r}")
+    else:
+        _check_positions("apply_rope", positions)
+        leading = tuple(x.shape[:-2])
+        if positions.shape[-1] != T or not _broadcasts_into(tuple(positions.shape[:-1]), leading):
+            raise ValueError(f"apply_rope: `positions` must have shape (T,) or (..., T) with T={T} and leading dims that "
+                             f"broadcast to x's {leading} (one position per vector of x), got shape {tuple(positions.shape)}")
+    _check_base("apply_rope", base)
     angle_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32  # float32 angles for half precision too
     angle = rope_angles(positions.to(x.device), d, base, angle_dtype)  # (..., T, d/2)
     cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)  # (..., T, d/2)
@@ -158,6 +192,9 @@ def alibi_bias(n_head: int, length: int, causal: bool = True, device=None, dtype
           it over the batch, ``bias.repeat(N, 1, 1)`` -> :math:`(N \cdot n\_head, L, L)`.
     """
     _check_positive_int("alibi_bias", "length", length)
+    if not isinstance(causal, bool):
+        raise TypeError(f"alibi_bias: `causal` must be a bool, got {causal!r}")
+    _check_float_dtype("alibi_bias", dtype)
     slopes = alibi_slopes(n_head).to(device=device, dtype=dtype or torch.float32)  # (h,)
     position = torch.arange(length, device=device)
     offset = position[None, :] - position[:, None]  # (L, L): j - i, integers (<= 0 at and below the diagonal)
@@ -168,6 +205,13 @@ def alibi_bias(n_head: int, length: int, causal: bool = True, device=None, dtype
         future = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)  # (L, L)
         bias = bias.masked_fill(future, float("-inf"))  # (h, L, L)
     return bias
+
+
+def _broadcasts_into(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether a tensor of ``shape`` broadcasts to ``target`` without making it bigger."""
+    if len(shape) > len(target):
+        return False
+    return all(s in (1, t) for s, t in zip(reversed(shape), reversed(target)))
 
 
 def _describe(x) -> str:

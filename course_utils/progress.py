@@ -122,29 +122,45 @@ def append_attempt(path: Path, attempt: dict) -> None:
     """Append ``attempt`` as one JSON line, in one write, so kernels of one learner never interleave."""
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(attempt, ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line  # a damaged last line without its newline must not swallow this attempt
         os.write(fd, line)
     finally:
         os.close(fd)
 
 
-def read_attempts(path: Path | None = None) -> list[dict]:
-    """Every attempt in ``path`` (default :func:`progress_file`), oldest first; a damaged line is skipped."""
+def read_attempts(path: Path | None = None, skipped: list[int] | None = None) -> list[dict]:
+    """Every attempt in ``path`` (default :func:`progress_file`), oldest first.
+
+    A damaged line (not UTF-8, not JSON, or not an attempt) is skipped, never the lines around
+    it; its line number (from 1) is appended to ``skipped`` when a list is given.
+    """
     path = progress_file() if path is None else Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        data = path.read_bytes()
     except FileNotFoundError:
         return []
     attempts = []
-    for line in lines:
-        try:
-            attempt = json.loads(line)
-        except ValueError:
+    for number, raw in enumerate(data.split(b"\n"), start=1):  # b"\n" only: JSON escapes every other line break
+        if not raw.strip():
             continue
-        if isinstance(attempt, dict) and "id" in attempt and "exercise_id" in attempt:
+        try:
+            attempt = json.loads(raw.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError
+            attempt = None
+        if _is_attempt(attempt):
             attempts.append(attempt)
+        elif skipped is not None:
+            skipped.append(number)
     return attempts
+
+
+def _is_attempt(attempt: Any) -> bool:
+    return (isinstance(attempt, dict) and isinstance(attempt.get("id"), str) and isinstance(attempt.get("exercise_id"), str)
+            and isinstance(attempt.get("passed", False), bool) and isinstance(attempt.get("attempted", True), bool))
 
 
 # --- sending to a workshop's progress service ------------------------------------------------
@@ -273,10 +289,12 @@ class ProgressTable:
     Attributes:
         rows: ``(notebook, [(exercise_id, status, tries), ...])`` in course order.
         path: the file it was read from.
+        skipped: the numbers of the file's damaged lines, left out of the table.
     """
 
     rows: list[tuple[str, list[tuple[str, str, int]]]]
     path: Path
+    skipped: tuple[int, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -288,8 +306,13 @@ class ProgressTable:
 
     def _summary(self) -> str:
         c = self.counts
-        return _("{solved} solved, {tried} tried, {not_yet} not yet ({solved_icon} solved  {tried_icon} tried  {not_yet_icon} not yet)").format(
+        summary = _("{solved} solved, {tried} tried, {not_yet} not yet ({solved_icon} solved  {tried_icon} tried  {not_yet_icon} not yet)").format(
             solved=c[SOLVED], tried=c[TRIED], not_yet=c[NOT_YET], solved_icon=ICONS[SOLVED], tried_icon=ICONS[TRIED], not_yet_icon=ICONS[NOT_YET])
+        if self.skipped:
+            lines = ", ".join(str(n) for n in self.skipped[:10]) + (", ..." if len(self.skipped) > 10 else "")
+            summary += "\n" + _("{count} damaged line(s) of {path} skipped (line {lines}); every other attempt is counted.").format(
+                count=len(self.skipped), path=self.path, lines=lines)
+        return summary
 
     def __str__(self) -> str:
         lines = []
@@ -317,7 +340,7 @@ class ProgressTable:
             f"<tr><th style='text-align:left'>{html.escape(_('notebook'))}</th><th>{html.escape(_('solved'))}</th>"
             f"<th style='text-align:left' colspan='99'>{html.escape(_('exercises'))}</th></tr>"
             + "".join(rows)
-            + f"</table><p>{html.escape(self._summary())}</p>"
+            + f"</table><p>{html.escape(self._summary()).replace(chr(10), '<br>')}</p>"
         )
 
 
@@ -345,8 +368,13 @@ def progress(path: str | os.PathLike | None = None) -> ProgressTable:
     """
     from .checks import EXERCISES  # the checks import torch: only when the table is asked for
 
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"progress: `path` must be a str, a path or None, got {type(path).__name__}")
     path = progress_file() if path is None else Path(path)
-    attempts = read_attempts(path)
+    if path.is_dir():
+        raise ValueError(f"progress: `path` must be a progress file, got the directory {path}")
+    skipped: list[int] = []
+    attempts = read_attempts(path, skipped)
     status = status_of(attempts)
     tries: dict[str, int] = {}
     for attempt in attempts:
@@ -356,7 +384,7 @@ def progress(path: str | os.PathLike | None = None) -> ProgressTable:
     for exercise_id in sorted(EXERCISES):  # the order of checks.exercises_of
         notebook = exercise_id.split(".", 1)[0]
         by_notebook.setdefault(notebook, []).append((exercise_id, status.get(exercise_id, NOT_YET), tries.get(exercise_id, 0)))
-    return ProgressTable(rows=list(by_notebook.items()), path=path)
+    return ProgressTable(rows=list(by_notebook.items()), path=path, skipped=tuple(skipped))
 
 
 class _CallableModule(types.ModuleType):

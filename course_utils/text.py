@@ -7,6 +7,8 @@ downloaded.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Iterable
 from importlib import resources
 
 import torch
@@ -49,16 +51,20 @@ class CharTokenizer:
             raise ValueError(f"CharTokenizer.encode: `text` has characters outside the vocabulary: {''.join(unknown)!r}")
         return torch.tensor([self._index[c] for c in text], dtype=torch.long)  # (len(text),)
 
-    def decode(self, ids) -> str:
-        """Token ids (a 1-D tensor or a list of ints) -> text."""
+    def decode(self, ids: Tensor | Iterable[int]) -> str:
+        """Token ids (a 1-D integer tensor, or any iterable of ints: a list, a range, a generator) -> text."""
         if isinstance(ids, Tensor):
-            if ids.dim() != 1 or ids.is_floating_point() or ids.is_complex():
+            if ids.dim() != 1 or ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
                 raise ValueError(f"CharTokenizer.decode: `ids` must be a 1-D integer tensor, got dtype {ids.dtype}, shape {tuple(ids.shape)}")
             ids = ids.tolist()
-        bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.vocab_size]
+        elif isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise TypeError(f"CharTokenizer.decode: `ids` must be a 1-D integer tensor or an iterable of ints, got {type(ids).__name__}")
+        given = list(ids)  # an iterator is read once, here
+        indices = [_as_index(i) for i in given]
+        bad = [g for g, i in zip(given, indices) if i is None or not 0 <= i < self.vocab_size]
         if bad:
             raise ValueError(f"CharTokenizer.decode: `ids` must be ints in [0, {self.vocab_size}), got {bad[:5]}")
-        return "".join(self.chars[i] for i in ids)
+        return "".join(self.chars[i] for i in indices)
 
     def __repr__(self) -> str:
         return f"CharTokenizer(vocab_size={self.vocab_size})"
@@ -93,7 +99,7 @@ def get_batch(data: Tensor, batch_size: int, block_size: int, generator: torch.G
 
     Args:
         data: token ids.
-        batch_size: number of windows B.
+        batch_size: number of windows B (0 gives an empty batch).
         block_size: window length T.
         generator: a CPU generator for the window starts (reproducible batches).
         device: where to put the batch.
@@ -103,6 +109,12 @@ def get_batch(data: Tensor, batch_size: int, block_size: int, generator: torch.G
     """
     if not isinstance(data, Tensor) or data.dim() != 1:
         raise ValueError(f"get_batch: `data` must be a 1-D tensor of token ids, got {_describe(data)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
+        raise ValueError(f"get_batch: `batch_size` must be an int >= 0, got {batch_size!r}")
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"get_batch: `block_size` must be a positive int, got {block_size!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"get_batch: `generator` must be a torch.Generator or None, got {type(generator).__name__}")
     if len(data) <= block_size:
         raise ValueError(f"get_batch: `data` has {len(data)} tokens, it needs more than block_size={block_size}")
     starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)  # (B,)
@@ -110,6 +122,16 @@ def get_batch(data: Tensor, batch_size: int, block_size: int, generator: torch.G
     x = data[starts[:, None] + offsets]  # (B, T)
     y = data[starts[:, None] + offsets + 1]  # (B, T): the next token of every position
     return x.to(device), y.to(device)
+
+
+def _as_index(i) -> int | None:
+    """``i`` as a Python int if it is an integer (int, NumPy integer, 0-d integer tensor), else None."""
+    if isinstance(i, (bool, float)) or (isinstance(i, Tensor) and (i.dtype == torch.bool or i.dim() != 0)):
+        return None
+    try:
+        return operator.index(i)
+    except TypeError:
+        return None
 
 
 def _describe(x) -> str:
