@@ -15,7 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from course_utils import progress
-from course_utils.attention_toolbox import alibi_score_mod, recorded_operators, sdpa_kernel_used, sliding_window, sliding_window_mask
+from course_utils.attention_toolbox import (
+    alibi_score_mod,
+    recorded_operators,
+    sdpa_kernel_used,
+    sliding_window,
+    sliding_window_mask,
+)
 from course_utils.gpt import GPT, evaluate_loss, sample_next_token
 from course_utils.kv_cache import KVCache, kv_cache_bytes, repeat_kv
 from course_utils.positions import alibi_bias, alibi_slopes, apply_rope, rope_angles, sinusoidal_positions
