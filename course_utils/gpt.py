@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import Head
+from .i18n import _
 from .kv_cache import KVCache, repeat_kv
 from .positions import apply_rope, sinusoidal_positions
 from .synthesizer import DenseSynthesizer, RandomSynthesizer, SynthesizerMixture
@@ -410,13 +411,13 @@ class GPT(nn.Module):
                 raise ValueError(f"GPT: a KV cache needs attention='dot'; attention={self.attention!r} is recomputed instead (use_cache=False)")
             start = len(cache)
         if start + T > self.block_size and (self.positions == "learned" or self.attention != "dot"):
-            why = "learned positions have" if self.positions == "learned" else f"attention={self.attention!r} has"
+            why = _("learned positions have") if self.positions == "learned" else _("attention={attention} has").format(attention=repr(self.attention))
             room = self.block_size - start
-            fix = (f"crop it to its last {room} tokens (idx[:, -{room}:])" if room > 0
-                   else "the cache already fills every position: start a new KVCache from the last tokens")
+            fix = (_("crop it to its last {room} tokens (idx[:, -{room}:])").format(room=room) if room > 0
+                   else _("the cache already fills every position: start a new KVCache from the last tokens"))
             raise ValueError(
-                f"GPT: `idx` reaches position {start + T - 1}, but {why} only block_size={self.block_size} positions "
-                f"(0..{self.block_size - 1}); {fix}"
+                _("GPT: `idx` reaches position {last}, but {why} only block_size={block_size} positions (0..{top}); {fix}"
+                  ).format(last=start + T - 1, why=why, block_size=self.block_size, top=self.block_size - 1, fix=fix)
             )
         low, high = int(idx.min()), int(idx.max())
         if low < 0 or high >= self.vocab_size:
