@@ -8,7 +8,12 @@ The English notebooks are the source. What a learner reads in them is cut into *
   unit);
 - each string literal a code cell shows: an argument of ``print``, of matplotlib's titles,
   labels, text and legends, any ``label=``, ``title=``, ``desc=`` keyword argument, and the
-  docstrings of the functions and classes a cell defines.
+  docstrings of the functions and classes a cell defines;
+- each *label* a code cell builds to show later: a string of words (two or more, or one word and
+  a ``{field}``) that is an item of a list, tuple or dict (key or value), a function's return
+  value, or an argument of ``append``/``extend`` or of a function the notebook defines; a table's
+  rows, a plot's legend entries, the cases of a loop, what a helper reports. Strings of code
+  (``"b t, b s -> b t s"``, ``" Hint:"`` passed to ``str.split``) are not words and stay as they are.
 
 Every unit is one gettext entry (its English is the ``msgid``) in
 ``notebooks/locale/zh_CN/LC_MESSAGES/<notebook>.po``. The messages of the package itself
@@ -37,6 +42,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import functools
 import io
 import re
 import sys
@@ -88,6 +94,7 @@ class Unit:
         prefix: for a comment block, what goes before each line (indentation and ``# ``);
             for a string, nothing (only the inside of the quotes is the unit).
         f_string: True for an f-string (its ``{...}`` must stay as they are).
+        label: True for a string kept to be shown later (see :func:`is_label`), not shown where it stands.
     """
 
     cell: int
@@ -97,6 +104,7 @@ class Unit:
     end: int
     prefix: str = ""
     f_string: bool = False
+    label: bool = False
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -141,21 +149,89 @@ def _line_offsets(source: str) -> list[int]:
     return offsets
 
 
+def _strings_in(node: ast.expr) -> Iterator[ast.expr]:
+    """The string nodes an expression shows: itself, the parts of a ``+`` or ``... if ... else ...``, items."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) or isinstance(node, ast.JoinedStr):
+        yield node
+    elif isinstance(node, ast.BinOp):
+        yield from _strings_in(node.left)
+        yield from _strings_in(node.right)
+    elif isinstance(node, ast.IfExp):
+        yield from _strings_in(node.body)
+        yield from _strings_in(node.orelse)
+    elif isinstance(node, (ast.List, ast.Tuple)):
+        for item in node.elts:
+            yield from _strings_in(item)
+
+
+#: Calls whose string arguments are kept to be shown later (a list of events, a table's rows).
+COLLECTING_CALLS = {"append", "extend", "insert", "add"}
+#: Keyword arguments of a widget that hold what its options show.
+WIDGET_KEYWORDS = {"options", "value"}
+#: Single words that notebooks use as labels (a verdict, a case's name); a single word is an
+#: identifier unless it is listed here, so this list is reviewed by hand.
+SINGLE_WORD_LABELS = {"buffer", "clean", "fails", "greedy", "loads", "partly", "plain", "solved"}
+_CODE_LIKE = re.compile(r"->|\*\*|=|^\s*(def|import|from|-)\s")
+_LABEL_WORDS = re.compile(r"[A-Za-z]{2,}")
+
+
+def _label_nodes(tree: ast.AST, helpers: set[str]) -> Iterator[ast.expr]:
+    """String nodes that hold a label shown later: items of lists, tuples and dicts, return values,
+    arguments of ``append`` and of the notebook's own functions (``helpers``)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            for item in node.elts:
+                yield from _strings_in(item)
+        elif isinstance(node, ast.Dict):
+            for item in [*node.keys, *node.values]:
+                if item is not None:
+                    yield from _strings_in(item)
+        elif isinstance(node, ast.Return) and node.value is not None:
+            yield from _strings_in(node.value)
+        elif isinstance(node, ast.Compare):  # `mode == "eval, no_grad"`: the same label, compared
+            for operand in [node.left, *node.comparators]:
+                yield from _strings_in(operand)
+        elif isinstance(node, ast.Subscript):  # `results["lookup", "dot product"]`: the same label, looked up
+            yield from _strings_in(node.slice)
+        elif isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in COLLECTING_CALLS or (isinstance(node.func, ast.Name) and name in helpers):
+                for arg in [*node.args, *(k.value for k in node.keywords)]:
+                    yield from _strings_in(arg)
+            for keyword in node.keywords:
+                if keyword.arg in WIDGET_KEYWORDS:
+                    yield from _strings_in(keyword.value)
+
+
+def is_label(text: str, f_string: bool) -> bool:
+    """Whether a string literal outside a display call reads as words: words with a space between them
+    (``"no scaling"``, ``"gain {gain:.3g}"``), not an identifier (``"running_mean"``) or code
+    (``"head_size ** -0.5"``, ``"kdim=5"``, ``"- func: sigmoid(Tensor self) -> Tensor"``)."""
+    if text in SINGLE_WORD_LABELS:
+        return True
+    if " " not in text.strip() or _CODE_LIKE.search(_BRACES.sub(" ", text) if f_string else text):
+        return False
+    shown = _BRACES.sub(" ", text) if f_string else text
+    return bool(re.search(r"(?<![\w.])[A-Za-z]{2,}(?![\w(])", shown))
+
+
+def notebook_helpers(nb: nbformat.NotebookNode) -> set[str]:
+    """The names of the functions a notebook defines (their string arguments may be labels)."""
+    names = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        names |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    return names
+
+
 def _displayed_nodes(tree: ast.AST) -> Iterator[ast.expr]:
     """String nodes (plain and f-strings) that a display call or keyword shows."""
-
-    def strings_in(node: ast.expr) -> Iterator[ast.expr]:
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) or isinstance(node, ast.JoinedStr):
-            yield node
-        elif isinstance(node, ast.BinOp):
-            yield from strings_in(node.left)
-            yield from strings_in(node.right)
-        elif isinstance(node, ast.IfExp):
-            yield from strings_in(node.body)
-            yield from strings_in(node.orelse)
-        elif isinstance(node, (ast.List, ast.Tuple)):
-            for item in node.elts:
-                yield from strings_in(item)
+    strings_in = _strings_in
 
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and ast.get_docstring(node) is not None:
@@ -199,8 +275,8 @@ def _string_tokens(tokens: list[tokenize.TokenInfo], offsets: list[int]) -> Iter
             yield a, b, token.string
 
 
-def code_units(source: str, cell: int) -> list[Unit]:
-    """The comments and shown strings of one code cell."""
+def code_units(source: str, cell: int, helpers: set[str] = frozenset()) -> list[Unit]:
+    """The comments, shown strings and labels of one code cell (``helpers``: the notebook's own functions)."""
     offsets = _line_offsets(source)
     lines = source.split("\n")
     try:
@@ -210,16 +286,23 @@ def code_units(source: str, cell: int) -> list[Unit]:
         return []
     units = _comment_units(tokens, lines, offsets, cell)
     shown = [_node_span(node, lines, offsets) for node in _displayed_nodes(tree)]
+    labels = [_node_span(node, lines, offsets) for node in _label_nodes(tree, set(helpers))]
     for a, b, _ in _string_tokens(tokens, offsets):
-        if not any(lo <= a and b <= hi for lo, hi in shown):
+        displayed = any(lo <= a and b <= hi for lo, hi in shown)
+        if not displayed and not any(lo <= a and b <= hi for lo, hi in labels):
             continue
         literal = source[a:b]
         match = _STRING_START.match(literal)
         prefix, quote = match.group(1), match.group(2)
+        f_string = "f" in prefix.lower()
         inner_start, inner_end = a + len(prefix) + len(quote), b - len(quote)
         text = source[inner_start:inner_end]
-        if _WORD_IN_TEXT.search(_shown_words(text) if "f" in prefix.lower() else text):
-            units.append(Unit(cell, "string", text, inner_start, inner_end, f_string="f" in prefix.lower()))
+        if not displayed and ("r" in prefix.lower() or "b" in prefix.lower()):
+            continue  # a regular expression or bytes: code, not words
+        if displayed and _WORD_IN_TEXT.search(_shown_words(text) if f_string else text):
+            units.append(Unit(cell, "string", text, inner_start, inner_end, f_string=f_string))
+        elif not displayed and is_label(text, f_string):
+            units.append(Unit(cell, "string", text, inner_start, inner_end, f_string=f_string, label=True))
     return sorted(units, key=lambda unit: unit.start)
 
 
@@ -269,18 +352,70 @@ def _comment_text(comment: str) -> str:
     return text[1:] if text.startswith(" ") else text
 
 
-def cell_units(cell: nbformat.NotebookNode, index: int) -> list[Unit]:
-    """The units of one cell (raw cells have none)."""
+def cell_units(cell: nbformat.NotebookNode, index: int, helpers: set[str] = frozenset()) -> list[Unit]:
+    """The units of one cell (raw cells have none); ``helpers``: the functions its notebook defines."""
     if cell.cell_type == "markdown":
         return markdown_units(cell.source, index)
     if cell.cell_type == "code":
-        return code_units(cell.source, index)
+        return code_units(cell.source, index, helpers)
     return []
 
 
 def notebook_units(nb: nbformat.NotebookNode) -> list[Unit]:
-    """Every unit of a notebook, in reading order."""
-    return [unit for index, cell in enumerate(nb.cells) for unit in cell_units(cell, index)]
+    """Every unit of a notebook, in reading order.
+
+    A label is translated only where every literal of the same text in the notebook's code is a
+    unit too, so a key and every lookup of it change together (``outputs["dog bites man"]``).
+    """
+    helpers = notebook_helpers(nb)
+    units = [unit for index, cell in enumerate(nb.cells) for unit in cell_units(cell, index, helpers)]
+    spans = {(u.cell, u.start, u.end) for u in units}
+    elsewhere = set()  # texts of string literals that are not units
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        try:
+            tokens = list(tokenize.generate_tokens(io.StringIO(cell.source).readline))
+        except (SyntaxError, tokenize.TokenError):
+            continue
+        for a, b, _ in _string_tokens(tokens, _line_offsets(cell.source)):
+            match = _STRING_START.match(cell.source[a:b])
+            start, end = a + len(match.group(1)) + len(match.group(2)), b - len(match.group(2))
+            if (index, start, end) not in spans:
+                elsewhere.add(cell.source[start:end])
+    keys = package_literals() & _looked_up(nb)  # `slope["naive attention"]`: a name the package gives
+    return [u for u in units if not (u.label and (u.text in elsewhere or u.text in keys))]
+
+
+def _looked_up(nb: nbformat.NotebookNode) -> set[str]:
+    """The strings a notebook's code looks up or compares (``d["key"]``, ``x == "key"``)."""
+    found = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            operands = [node.slice] if isinstance(node, ast.Subscript) else (
+                [node.left, *node.comparators] if isinstance(node, ast.Compare) else [])
+            found |= {s.value for o in operands for s in _strings_in(o) if isinstance(s, ast.Constant)}
+    return found
+
+
+@functools.cache
+def package_literals() -> frozenset[str]:
+    """Every string literal of the package's code: a label a notebook shares with it is a key
+    (``slope["naive attention"]`` looks up a name that ``course_utils.scaling`` gives), not a label."""
+    literals = set()
+    for path in PACKAGE.rglob("*.py"):
+        if "tooling" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                literals.add(node.value)
+    return frozenset(literals)
 
 
 # ----------------------------------------------------------------------------- applying translations
@@ -307,8 +442,9 @@ def translate_source(source: str, units: Iterable[Unit], translations: dict[str,
 def translate_notebook(nb: nbformat.NotebookNode, translations: dict[str, str]) -> nbformat.NotebookNode:
     """The Chinese notebook: every unit translated, outputs cleared, the language cell in front."""
     zh = nbformat.from_dict(nb)
+    units = notebook_units(nb)
     for index, cell in enumerate(zh.cells):
-        cell.source = translate_source(cell.source, cell_units(cell, index), translations)
+        cell.source = translate_source(cell.source, [u for u in units if u.cell == index], translations)
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
