@@ -32,6 +32,7 @@ Commands (``python -m course_utils.tooling.translate ...``)::
               the same for the given modules of the package (default: all)
     status    how many entries each catalogue has, and how many are untranslated or fuzzy
     font      rewrite the course's CJK font subset from Debian's fonts-noto-cjk
+              (``--source PATH``: the NotoSansCJK-Regular.ttc to cut it from)
 
 A Chinese notebook is its English notebook with every unit replaced by its translation and
 one cell in front, which selects Chinese for the checks. Its code is the English code.
@@ -559,7 +560,7 @@ def package_modules() -> list[Path]:
     """The package's modules that mark messages with ``_`` or ``N_``."""
     return [
         path for path in sorted(PACKAGE.rglob("*.py"))
-        if "tooling" not in path.parts and path.name != "i18n.py" and re.search(r"\bN?_\(", path.read_text(encoding="utf-8"))
+        if "tooling" not in path.parts and re.search(r"\bN?_\(", path.read_text(encoding="utf-8"))
     ]
 
 
@@ -808,6 +809,10 @@ def code_problems(notebook: Path) -> list[str]:
 # ----------------------------------------------------------------------------- the CJK font
 
 SYSTEM_CJK_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
+#: The 3,500 common characters (level 1 of the Table of General Standard Chinese Characters).
+COMMON_CHARACTERS = PACKAGE / "data" / "fonts" / "common-characters.txt"
+#: Chinese punctuation and full-width forms a learner's label may use.
+CJK_PUNCTUATION = "、。〈〉《》「」『』【】〔〕〖〗・“”‘’…—·！＂＃＄％＆＇（）＊＋，－．／：；＜＝＞？＠［＼］＾＿｀｛｜｝～￥"
 
 
 def font_characters() -> set[str]:
@@ -824,20 +829,38 @@ def font_characters() -> set[str]:
     return {c for c in chars if ord(c) > 0x2E7F}  # CJK punctuation, kana and ideographs onwards
 
 
-def write_font() -> Path:
-    """Subset Noto Sans CJK SC to :func:`font_characters` (needs Debian's fonts-noto-cjk)."""
+def common_characters() -> str:
+    """The 3,500 common characters, in the table's order."""
+    lines = COMMON_CHARACTERS.read_text(encoding="utf-8").splitlines()
+    return "".join(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def subset_characters() -> set[str]:
+    """What the course's font holds: the course's own characters, the 3,500 common ones, punctuation."""
+    return font_characters() | set(common_characters()) | set(CJK_PUNCTUATION)
+
+
+def write_font(source: Path = SYSTEM_CJK_FONT) -> Path:
+    """Subset Noto Sans CJK SC (``source``: Debian's fonts-noto-cjk) to :func:`subset_characters`.
+
+    The same source and characters give the same file, byte for byte. Only outlines and metrics
+    are kept: matplotlib draws each character's own glyph (it does not shape text with OpenType
+    layout features) and hints outlines with FreeType's autohinter, so layout tables (which pull in
+    the Japanese, Korean and traditional forms) and CFF hints would only double the file.
+    """
     from fontTools import subset
     from fontTools.ttLib import TTCollection
 
     from course_utils.i18n import CJK_FONT
 
-    collection = TTCollection(str(SYSTEM_CJK_FONT))
+    collection = TTCollection(str(source))
     font = next(f for f in collection.fonts if f["name"].getDebugName(1) == "Noto Sans CJK SC")
     options = subset.Options()
     options.name_IDs = ["*"]
-    options.layout_features = ["*"]
+    options.layout_features = []
+    options.hinting = False
     subsetter = subset.Subsetter(options)
-    subsetter.populate(text="".join(sorted(font_characters())))
+    subsetter.populate(text="".join(sorted(subset_characters())))
     subsetter.subset(font)
     for record in font["name"].names:  # a subset is a different font: say so in its name
         if record.nameID in (1, 4, 16):
@@ -854,6 +877,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["extract", "extract-package", "build", "status", "check", "check-package", "font"])
     parser.add_argument("paths", nargs="*", type=Path, help="English notebooks, or modules for *-package (default: all)")
+    parser.add_argument("--source", type=Path, default=SYSTEM_CJK_FONT, help="font: the Noto Sans CJK collection to cut from")
     args = parser.parse_args(argv)
     args.notebooks = args.paths
     if args.command == "extract":
@@ -877,7 +901,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(problems) or "no problems")
         return 1 if problems else 0
     else:
-        print(f"wrote {write_font()}")
+        print(f"wrote {write_font(args.source)}")
     return 0
 
 
