@@ -166,13 +166,13 @@ def _strings_in(node: ast.expr) -> Iterator[ast.expr]:
 
 
 #: Calls whose string arguments are kept to be shown later (a list of events, a table's rows).
-COLLECTING_CALLS = {"append", "extend", "insert", "add"}
+COLLECTING_CALLS = {"append", "extend", "insert", "add", "get", "setdefault"}  # get: its default
 #: Keyword arguments of a widget that hold what its options show.
 WIDGET_KEYWORDS = {"options", "value"}
 #: Single words that notebooks use as labels (a verdict, a case's name); a single word is an
 #: identifier unless it is listed here, so this list is reviewed by hand.
-SINGLE_WORD_LABELS = {"buffer", "clean", "fails", "greedy", "loads", "partly", "plain", "solved"}
-_CODE_LIKE = re.compile(r"->|\*\*|=|^\s*(def|import|from|-)\s")
+SINGLE_WORD_LABELS = {"buffer", "clean", "fails", "greedy", "grouped", "loads", "partly", "plain", "solved"}
+_CODE_LIKE = re.compile(r"->|\*\*|^\s*(def|import|from|-)\s|^[\w.]+=")
 _LABEL_WORDS = re.compile(r"[A-Za-z]{2,}")
 
 
@@ -207,13 +207,14 @@ def _label_nodes(tree: ast.AST, helpers: set[str]) -> Iterator[ast.expr]:
 def is_label(text: str, f_string: bool) -> bool:
     """Whether a string literal outside a display call reads as words: words with a space between them
     (``"no scaling"``, ``"gain {gain:.3g}"``), not an identifier (``"running_mean"``) or code
-    (``"head_size ** -0.5"``, ``"kdim=5"``, ``"- func: sigmoid(Tensor self) -> Tensor"``)."""
-    if text in SINGLE_WORD_LABELS:
+    (``"head_size ** -0.5"``, ``"kdim=5, vdim=3"``, ``"- func: sigmoid(Tensor self) -> Tensor"``)."""
+    if text in SINGLE_WORD_LABELS or re.fullmatch(r"[a-z]+(?:-[a-z]+)+", text):  # "self-attention"
         return True
     if " " not in text.strip() or _CODE_LIKE.search(_BRACES.sub(" ", text) if f_string else text):
         return False
     shown = _BRACES.sub(" ", text) if f_string else text
-    return bool(re.search(r"(?<![\w.])[A-Za-z]{2,}(?![\w(])", shown))
+    words = re.findall(r"(?<![\w.=])[A-Za-z]{2,}(?![\w(=])", shown)
+    return any(word not in ("True", "False", "None") for word in words)
 
 
 def notebook_helpers(nb: nbformat.NotebookNode) -> set[str]:
