@@ -44,6 +44,7 @@ import argparse
 import ast
 import difflib
 import functools
+import html
 import io
 import re
 import sys
@@ -163,6 +164,12 @@ def _strings_in(node: ast.expr) -> Iterator[ast.expr]:
     elif isinstance(node, (ast.List, ast.Tuple)):
         for item in node.elts:
             yield from _strings_in(item)
+    elif isinstance(node, (ast.GeneratorExp, ast.ListComp)):
+        yield from _strings_in(node.elt)
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join":
+        yield from _strings_in(node.func.value)  # " then ".join(f"{n} calls" for ...)
+        for arg in node.args:
+            yield from _strings_in(arg)
 
 
 #: Calls whose string arguments are kept to be shown later (a list of events, a table's rows).
@@ -171,7 +178,7 @@ COLLECTING_CALLS = {"append", "extend", "insert", "add", "get", "setdefault"}  #
 WIDGET_KEYWORDS = {"options", "value"}
 #: Single words that notebooks use as labels (a verdict, a case's name); a single word is an
 #: identifier unless it is listed here, so this list is reviewed by hand.
-SINGLE_WORD_LABELS = {"buffer", "clean", "fails", "greedy", "grouped", "loads", "partly", "plain", "solved"}
+SINGLE_WORD_LABELS = {"Dense", "Random", "buffer", "clean", "fails", "greedy", "grouped", "loads", "partly", "plain", "solved"}
 _CODE_LIKE = re.compile(r"->|\*\*|^\s*(def|import|from|-)\s|^[\w.]+=")
 _LABEL_WORDS = re.compile(r"[A-Za-z]{2,}")
 
@@ -386,7 +393,30 @@ def notebook_units(nb: nbformat.NotebookNode) -> list[Unit]:
             if (index, start, end) not in spans:
                 elsewhere.add(cell.source[start:end])
     keys = package_literals() & _looked_up(nb)  # `slope["naive attention"]`: a name the package gives
-    return [u for u in units if not (u.label and (u.text in elsewhere or u.text in keys))]
+    probes = _probes(nb)  # `name.startswith("encoder")`: the code reads the label's words
+    return [u for u in units if not (u.label and (u.text in elsewhere or u.text in keys or any(p in u.text for p in probes)))]
+
+
+_STRING_PROBES = {"startswith", "endswith", "find", "index", "count", "split", "replace", "removeprefix", "removesuffix"}
+
+
+def _probes(nb: nbformat.NotebookNode) -> set[str]:
+    """Strings a notebook's code looks for inside other strings (``s.startswith("encoder")``, ``"x" in s``)."""
+    found = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _STRING_PROBES:
+                found |= {a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
+            elif isinstance(node, ast.Compare) and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops):
+                if isinstance(node.left, ast.Constant) and isinstance(node.left.value, str):
+                    found.add(node.left.value)
+    return {p for p in found if len(p.strip()) >= 3}
 
 
 def _looked_up(nb: nbformat.NotebookNode) -> set[str]:
@@ -804,6 +834,155 @@ def code_problems(notebook: Path) -> list[str]:
                 ast.parse(a.source)
             except SyntaxError as exc:
                 problems.append(f"notebooks/zh/{notebook.name}, cell {index}: the translated code does not parse: {exc}")
+    return problems
+
+
+# ----------------------------------------------------------------------------- English in the outputs
+
+#: English a Chinese notebook's outputs may show, beyond what the rules of :func:`english_in_output`
+#: allow (code, values, PyTorch's own messages): each with its reason. Reviewed by hand; keep it short.
+ALLOWED_ENGLISH = (
+    (r"<Figure size \d+x\d+ with \d+ Axes>", "matplotlib's own text for a figure"),
+    (r"GPT-2 small|Llama 2 \d+B|Mistral 7B", "the names of published models"),
+    (r"naive attention|course MultiheadAttention", "names that course_utils.scaling gives its benchmark candidates"),
+    (r"supplying both src_key_padding_mask and src_mask at the same time is not supported with NestedTensor input",
+     "PyTorch's reason for leaving the fast path, quoted"),
+    (r"size mismatch for \w+: copying a param with shape .* from checkpoint, the shape in current model is .*",
+     "PyTorch's load_state_dict message, quoted after the notebook's own words"),
+)
+_RUN = re.compile(r"(?<![\w./\\-])[A-Za-z][a-z]+(?:(?:,? |-)[A-Za-z][a-z]+)+(?![\w(=/])")
+_MESSAGE = re.compile(r"\b(?:[A-Z]\w*(?:Error|Exception|Warning)|警告)\s?[:：]\s?(?P<message>.*)$")
+_PROGRESS = re.compile(r"\d+%\|.*$")
+_LONG_QUOTE = re.compile(r"'[^'\n]{25,}'|\"[^\"\n]{25,}\"")  # sampled or corpus text, a long repr
+_KEYWORDS = {"is", "in", "not", "and", "or", "if", "else", "elif", "def", "return", "lambda", "for", "None", "True", "False",
+             "nan", "inf"}
+
+
+@functools.cache
+def _foreign_text() -> str:
+    """What PyTorch prints of its own (its Python sources, stubs and operator tables): it stays English."""
+    import torch
+    import torchgen
+
+    roots = [Path(torch.__file__).parent, Path(torchgen.__file__).parent / "packaged"]
+    patterns = ["nn/**/*.py", "_VF.py", "functional.py", "_refs/__init__.py", "_C/*.pyi", "**/native_functions.yaml",
+                "**/derivatives.yaml", "nested/*.py", "_tensor.py"]
+    return " ".join(" ".join(path.read_text(encoding="utf-8", errors="ignore").split())
+                    for root in roots for pattern in patterns for path in root.glob(pattern))
+
+
+@functools.cache
+def _course_code() -> str:
+    """The package's code without its string literals (its messages must be Chinese; its code is shown as is)."""
+    return " ".join(code_without_strings(path.read_text(encoding="utf-8"))
+                    for path in PACKAGE.rglob("*.py") if "tooling" not in path.parts)
+
+
+def code_without_strings(source: str) -> str:
+    """``source``'s code and comments, each string literal blanked, whitespace made single spaces."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return ""
+    offsets = _line_offsets(source)
+    for a, b, _ in reversed(list(_string_tokens(tokens, offsets))):
+        source = source[:a] + "''" + source[b:]
+    return " ".join(source.split())
+
+
+@functools.cache
+def _code_names() -> frozenset[str]:
+    """Names of torch.nn's classes and torch.nn.functional's functions (``Tanh``, ``gelu``)."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    return frozenset({n for n in dir(nn) if n[:1].isupper()} | {n for n in dir(F) if not n.startswith("_")})
+
+
+@functools.cache
+def _course_names() -> frozenset[str]:
+    import importlib
+    import pkgutil
+
+    import course_utils
+
+    names = set()
+    for info in pkgutil.walk_packages(course_utils.__path__, "course_utils."):
+        if ".tooling" in info.name or ".bench" in info.name:
+            continue
+        try:
+            names |= {n for n in dir(importlib.import_module(info.name)) if not n.startswith("_")}
+        except Exception:  # a module that needs what this machine lacks
+            continue
+    return frozenset(names)
+
+
+def english_in_output(line: str, code: str) -> list[str]:
+    """The English prose in one line of a Chinese notebook's output (``code``: the English notebook's code).
+
+    Allowed: PyTorch's and Python's own messages (after ``SomeError:`` or ``警告：``), unless a
+    ``course_utils`` object raised it (``Head: ...``); progress bars; long quoted text (sampled
+    text, the corpus); a line of code; Python's keywords and values; torch.nn's class names and
+    torch.nn.functional's function names; three or more words found verbatim in PyTorch's sources
+    (its warnings, its fast-path reasons, printed source) or the package's code, and any words of
+    the notebook's code (string literals aside: those are what is checked); and
+    :data:`ALLOWED_ENGLISH`. What is left and reads as two or more English words is prose.
+    """
+    message = _MESSAGE.search(line)
+    if message:
+        head = re.match(r"(\w+):\s", message.group("message"))
+        if not (head and head.group(1) in _course_names()):
+            line = line[: message.start("message")]
+    line = _LONG_QUOTE.sub("''", _PROGRESS.sub("", line))
+    for pattern, _reason in ALLOWED_ENGLISH:
+        line = re.sub(pattern, "|", line)
+    stripped = line.strip()
+    for attempt in (stripped, stripped + "\n    pass"):
+        try:
+            compile(attempt, "<output>", "exec")
+            return []
+        except (SyntaxError, ValueError):
+            pass
+    foreign = _foreign_text() + _course_code()
+    for segment in re.split(r"\s+->\s+|[：:]\s*", line):  # a segment PyTorch printed, as it printed it
+        if len(segment.split()) >= 2 and " ".join(segment.split()) in foreign:
+            line = line.replace(segment, "|")
+    names = _code_names() | {w for w in package_literals() if re.fullmatch(r"[a-z_]+", w)}  # "dense", "fixed_random"
+    line = re.sub(r"(?<![\w.])[A-Za-z]\w*(?![\w.])", lambda m: "|" if m.group() in _KEYWORDS or m.group() in names else m.group(), line)
+    found = []
+    for run in _RUN.findall(line):
+        if run in code:
+            continue
+        if len(re.findall(r"[A-Za-z]+", run)) < 3 or run not in foreign:  # two words are too common to be PyTorch's
+            found.append(run)
+    return found
+
+
+def _output_texts(cell: nbformat.NotebookNode) -> Iterator[str]:
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            yield output.get("text", "")
+        elif output.get("output_type") == "error":
+            yield f"{output.get('ename')}: {output.get('evalue')}"
+        for mime in ("text/plain", "text/html", "text/markdown"):
+            text = output.get("data", {}).get(mime)
+            if text is not None:
+                text = "".join(text) if isinstance(text, list) else text
+                yield html.unescape(re.sub(r"<[^>]+>", " ", text)) if mime == "text/html" else text
+
+
+def output_problems(notebook: Path) -> list[str]:
+    """English prose in the stored outputs of one Chinese notebook (stream text, text/plain, text/html)."""
+    zh = nbformat.read(ZH_NOTEBOOKS / notebook.name, as_version=4)
+    english = nbformat.read(notebook, as_version=4)
+    code = " ".join(code_without_strings(c.source) for c in english.cells if c.cell_type == "code")
+    problems = []
+    for index, cell in enumerate(zh.cells):
+        for text in _output_texts(cell):
+            for line in text.splitlines():
+                words = english_in_output(line, code)
+                if words:
+                    problems.append(f"notebooks/zh/{notebook.name}, cell {index}: English in the output {words}: {_clip(line, 90)!r}")
     return problems
 
 
