@@ -183,6 +183,49 @@ _CODE_LIKE = re.compile(r"->|\*\*|^\s*(def|import|from|-)\s|^[\w.]+=")
 _LABEL_WORDS = re.compile(r"[A-Za-z]{2,}")
 
 
+def _bindings(tree: ast.AST) -> dict[str, list[ast.expr]]:
+    """Name -> the expressions assigned to it in ``tree`` (``x = ...``, ``for x in ...``)."""
+    bound: dict[str, list[ast.expr]] = {}
+    for node in ast.walk(tree):
+        targets, value = [], None
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, (ast.For, ast.comprehension)):
+            targets, value = [node.target], node.iter
+        for target in targets:
+            for name in ast.walk(target):
+                if isinstance(name, ast.Name):
+                    bound.setdefault(name.id, []).append(value)
+    return bound
+
+
+def _plot_sinks(tree: ast.AST) -> list[ast.expr]:
+    """The arguments that put text into a plot or a widget (``ax.set_title(...)``, ``label=...``, ``w.description = ...``)."""
+    sinks = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in PLOT_CALLS or name.startswith(("plot", "show", "draw")):  # plt.plot, plot_family(...)
+                sinks += node.args
+            sinks += [k.value for k in node.keywords if k.arg in PLOT_KEYWORDS]
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr in PLOT_KEYWORDS for t in node.targets):
+            sinks.append(node.value)
+    return sinks
+
+
+def _bound_strings(expr: ast.expr, bound: dict[str, list[ast.expr]], seen: set[int], depth: int = 0) -> Iterator[ast.expr]:
+    """The string nodes in ``expr`` and in what the names in it are bound to (three levels deep)."""
+    if id(expr) in seen or depth > 3:
+        return
+    seen.add(id(expr))
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) or isinstance(node, ast.JoinedStr):
+            yield node
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            for value in bound.get(node.id, []):
+                yield from _bound_strings(value, bound, seen, depth + 1)
+
+
 def _label_nodes(tree: ast.AST, helpers: set[str]) -> Iterator[ast.expr]:
     """String nodes that hold a label shown later: items of lists, tuples and dicts, return values,
     arguments of ``append`` and of the notebook's own functions (``helpers``)."""
@@ -209,6 +252,9 @@ def _label_nodes(tree: ast.AST, helpers: set[str]) -> Iterator[ast.expr]:
             for keyword in node.keywords:
                 if keyword.arg in WIDGET_KEYWORDS:
                     yield from _strings_in(keyword.value)
+    bound, seen = _bindings(tree), set()
+    for sink in _plot_sinks(tree):  # `suffix = " (no parameter)"` ... `ax.set_title(name + suffix)`
+        yield from _bound_strings(sink, bound, seen)
 
 
 def is_label(text: str, f_string: bool) -> bool:
@@ -845,6 +891,8 @@ ALLOWED_ENGLISH = (
     (r"<Figure size \d+x\d+ with \d+ Axes>", "matplotlib's own text for a figure"),
     (r"GPT-2 small|Llama 2 \d+B|Mistral 7B", "the names of published models"),
     (r"naive attention|course MultiheadAttention", "names that course_utils.scaling gives its benchmark candidates"),
+    (r"encoder self-attention", "an option of notebook 05's attention-map widget that its code tells apart by the "
+     "English prefix (startswith(\"encoder\")), so the extraction keeps it as it is"),
     (r"supplying both src_key_padding_mask and src_mask at the same time is not supported with NestedTensor input",
      "PyTorch's reason for leaving the fast path, quoted"),
     (r"size mismatch for \w+: copying a param with shape .* from checkpoint, the shape in current model is .*",
@@ -900,6 +948,15 @@ def _code_names() -> frozenset[str]:
 
 
 @functools.cache
+def _kind_names() -> frozenset[str]:
+    """The names the package's options take (``positions="rope"``, ``attention="dense"``, ``"fixed_random"``)."""
+    from course_utils.gpt import ATTENTIONS, POSITIONS
+    from course_utils.synthesizer import SYNTHESIZER_KINDS
+
+    return frozenset({*ATTENTIONS, *POSITIONS, *(p for kind in SYNTHESIZER_KINDS for p in kind.split("+"))})
+
+
+@functools.cache
 def _course_names() -> frozenset[str]:
     import importlib
     import pkgutil
@@ -947,7 +1004,7 @@ def english_in_output(line: str, code: str) -> list[str]:
     for segment in re.split(r"\s+->\s+|[：:]\s*", line):  # a segment PyTorch printed, as it printed it
         if len(segment.split()) >= 2 and " ".join(segment.split()) in foreign:
             line = line.replace(segment, "|")
-    names = _code_names() | {w for w in package_literals() if re.fullmatch(r"[a-z_]+", w)}  # "dense", "fixed_random"
+    names = _code_names() | _kind_names()
     line = re.sub(r"(?<![\w.])[A-Za-z]\w*(?![\w.])", lambda m: "|" if m.group() in _KEYWORDS or m.group() in names else m.group(), line)
     found = []
     for run in _RUN.findall(line):
@@ -983,6 +1040,44 @@ def output_problems(notebook: Path) -> list[str]:
                 words = english_in_output(line, code)
                 if words:
                     problems.append(f"notebooks/zh/{notebook.name}, cell {index}: English in the output {words}: {_clip(line, 90)!r}")
+    return problems
+
+
+#: Calls and keyword arguments that put text into a plot or a widget.
+PLOT_CALLS = {"title", "set_title", "suptitle", "xlabel", "ylabel", "set_xlabel", "set_ylabel", "text", "annotate",
+              "legend", "set_xticklabels", "set_yticklabels", "xticks", "yticks", "figtext", "set_text"}
+PLOT_KEYWORDS = {"label", "title", "xlabel", "ylabel", "labels", "description", "options", "suptitle"}
+
+
+def _plot_strings(tree: ast.AST) -> Iterator[str]:
+    """The strings a cell draws into its plots and widgets: literals in a plotting call's arguments, and
+    the literals that the names in those arguments are bound to in the cell (``for name, fn in [("验证集", f)]``)."""
+    bound, seen = _bindings(tree), set()
+    for sink in _plot_sinks(tree):
+        for node in _bound_strings(sink, bound, seen):
+            if isinstance(node, ast.Constant):
+                yield node.value
+            else:  # an f-string: the words outside its fields
+                yield " ".join(v.value for v in node.values if isinstance(v, ast.Constant))
+
+
+def plot_text_problems(notebook: Path) -> list[str]:
+    """English prose that a Chinese notebook's code draws into plots and widgets (the stored images can't be read)."""
+    zh = nbformat.read(ZH_NOTEBOOKS / notebook.name, as_version=4)
+    english = nbformat.read(notebook, as_version=4)
+    code = " ".join(code_without_strings(c.source) for c in english.cells if c.cell_type == "code")
+    problems = []
+    for index, cell in enumerate(zh.cells):
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for text in dict.fromkeys(_plot_strings(tree)):
+            words = english_in_output(text, code) if " " in text.strip() else []
+            if words:
+                problems.append(f"notebooks/zh/{notebook.name}, cell {index}: a plot or widget shows English {words}: {text!r}")
     return problems
 
 
