@@ -27,7 +27,8 @@ Commands (``python -m course_utils.tooling.translate ...``)::
               English beside it (``#| msgid``), as gettext's msgmerge does (``make translations``)
     build     write notebooks/zh/ from the English notebooks and the catalogues
               (``make zh`` also executes them)
-    check     what the tests would say of the given notebooks' translations (default: all)
+    check     what the tests would say of the given notebooks' translations (default: all),
+              English prose in their outputs and plot text included
     extract-package, check-package
               the same for the given modules of the package (default: all)
     status    how many entries each catalogue has, and how many are untranslated or fuzzy
@@ -1173,6 +1174,7 @@ def main(argv: list[str] | None = None) -> int:
         for notebook in args.notebooks or course_notebooks():
             notebook = NOTEBOOKS / Path(notebook).name
             problems += catalogue_problems(notebook) + glossary_problems(notebook) + code_problems(notebook)
+            problems += output_problems(notebook) + plot_text_problems(notebook)
         print("\n".join(problems) or "no problems")
         return 1 if problems else 0
     else:
