@@ -94,7 +94,7 @@ translations: $(STAMP)
 CJK_SOURCE := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 zh: $(STAMP)
 	$(PY) -m course_utils.tooling.translate build
-	@if [ -f $(CJK_SOURCE) ]; then $(PY) -m course_utils.tooling.translate font; \
+	@if [ -f $(CJK_SOURCE) ]; then $(PY) -m course_utils.tooling.translate font --source $(CJK_SOURCE); \
 	 else echo "note: no $(CJK_SOURCE) (apt-get install fonts-noto-cjk): the CJK font subset was not rewritten"; fi
 	$(PY) -m course_utils.tooling.notebooks notebooks/zh/[0-9][0-9]_*.ipynb
 

@@ -50,6 +50,8 @@ import warnings
 
 import torch
 
+from .i18n import _
+
 __all__ = [
     "relu", "threshold", "rrelu", "hardtanh", "relu6", "sigmoid", "hardsigmoid", "tanh", "silu", "mish",
     "hardswish", "elu", "celu", "selu", "glu", "gelu", "hardshrink", "leaky_relu", "logsigmoid", "softplus",
@@ -539,8 +541,8 @@ def glu(input: torch.Tensor, dim: int = -1) -> torch.Tensor:
     size = input.size(dim)
     if size % 2:
         raise ValueError(
-            f"glu: `input` must have an even size along dim {dim} (it is split in two halves), "
-            f"got size {size} (input shape {tuple(input.shape)})"
+            _("glu: `input` must have an even size along dim {dim} (it is split in two halves), "
+              "got size {size} (input shape {shape})").format(dim=dim, size=size, shape=tuple(input.shape))
         )
     half = size // 2
     a, b = x.narrow(dim, 0, half), x.narrow(dim, half, half)  # each (*, M, *)

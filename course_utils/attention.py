@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .i18n import _
 from .mha import MultiheadAttention
 
 __all__ = ["Head", "MultiheadAttention", "causal_mask", "scaled_dot_product_attention"]
@@ -225,8 +226,9 @@ class Head(nn.Module):
             )
         if T > self.block_size:
             raise ValueError(
-                f"Head: the sequence has length T={T} but this head was built with block_size={self.block_size}; "
-                f"crop the input to its last {self.block_size} tokens (x[:, -{self.block_size}:]) or build a head with a larger block_size"
+                _("Head: the sequence has length T={T} but this head was built with block_size={block_size}; "
+                  "crop the input to its last {block_size} tokens (x[:, -{block_size}:]) or build a head with a larger block_size"
+                  ).format(T=T, block_size=self.block_size)
             )
         k = self.key(x)  # (B, T, hs)
         q = self.query(x)  # (B, T, hs)

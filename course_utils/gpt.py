@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import Head
+from .i18n import _
 from .kv_cache import KVCache, repeat_kv
 from .positions import apply_rope, sinusoidal_positions
 from .synthesizer import DenseSynthesizer, RandomSynthesizer, SynthesizerMixture
@@ -416,13 +417,13 @@ class GPT(nn.Module):
                 raise ValueError(f"GPT: `cache` has {cache.n_layer} layers, the model {self.n_layer}: use KVCache({self.n_layer})")
             start = len(cache)
         if start + T > self.block_size and (self.positions == "learned" or self.attention != "dot"):
-            why = "learned positions have" if self.positions == "learned" else f"attention={self.attention!r} has"
+            why = _("learned positions have") if self.positions == "learned" else _("attention={attention} has").format(attention=repr(self.attention))
             room = self.block_size - start
-            fix = (f"crop it to its last {room} tokens (idx[:, -{room}:])" if room > 0
-                   else "the cache already fills every position: start a new KVCache from the last tokens")
+            fix = (_("crop it to its last {room} tokens (idx[:, -{room}:])").format(room=room) if room > 0
+                   else _("the cache already fills every position: start a new KVCache from the last tokens"))
             raise ValueError(
-                f"GPT: `idx` reaches position {start + T - 1}, but {why} only block_size={self.block_size} positions "
-                f"(0..{self.block_size - 1}); {fix}"
+                _("GPT: `idx` reaches position {last}, but {why} only block_size={block_size} positions (0..{top}); {fix}"
+                  ).format(last=start + T - 1, why=why, block_size=self.block_size, top=self.block_size - 1, fix=fix)
             )
         low, high = (int(idx.min()), int(idx.max())) if idx.numel() else (0, 0)  # an empty batch has no ids to check
         if low < 0 or high >= self.vocab_size:

@@ -113,11 +113,36 @@ def N_(message: str) -> str:
     return message
 
 
+#: Chinese fonts a system may have, best first: matplotlib falls back to them, glyph by glyph,
+#: for a character the course's font lacks (a learner's own label).
+SYSTEM_CJK_FONTS = (
+    "Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Source Han Sans CN", "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei", "Microsoft YaHei", "PingFang SC", "Hiragino Sans GB", "Heiti SC", "SimHei",
+    "Noto Sans CJK JP", "Noto Sans CJK TC", "Droid Sans Fallback", "AR PL UMing CN",
+)
+
+
+def system_cjk_fonts(font_manager=None) -> list[str]:
+    """The families of :data:`SYSTEM_CJK_FONTS` that matplotlib's font manager found on this system."""
+    if font_manager is None:
+        from matplotlib import font_manager as fm
+
+        font_manager = fm.fontManager
+    found = {entry.name for entry in font_manager.ttflist}
+    return [name for name in SYSTEM_CJK_FONTS if name in found]
+
+
 @functools.cache
 def use_cjk_font() -> bool:
-    """Let matplotlib draw Chinese: add the course's CJK font behind its default font.
+    """Let matplotlib draw Chinese: a fallback chain behind its default font.
 
-    Returns False (and changes nothing) when matplotlib or the font is missing.
+    First the course's font (the 3,500 common characters and every character of the course's
+    translations), then the system's Chinese fonts (:func:`system_cjk_fonts`) for a rarer
+    character; a character that none of them has is drawn as a box, and the first time that
+    happens a warning says once, in the course's language, how to install a Chinese font
+    (matplotlib's own warning, one per character, is kept for the rest).
+
+    Returns False (and changes nothing) when matplotlib or the course's font is missing.
     """
     try:
         from matplotlib import font_manager, rcParams
@@ -127,6 +152,38 @@ def use_cjk_font() -> bool:
         return False
     font_manager.fontManager.addfont(str(CJK_FONT))
     name = font_manager.FontProperties(fname=str(CJK_FONT)).get_name()
-    families = [f for f in rcParams["font.family"] if f != name]
-    rcParams["font.family"] = [*families, name]  # matplotlib falls back along this list, glyph by glyph
+    chain = [name, *system_cjk_fonts(font_manager.fontManager)]
+    families = [f for f in rcParams["font.family"] if f not in chain]
+    rcParams["font.family"] = [*families, *chain]  # matplotlib falls back along this list, glyph by glyph
+    _warn_once_on_missing_glyphs()
     return True
+
+
+_missing_glyph_warned = False  # the warning below is given once per process
+
+
+def _warn_once_on_missing_glyphs() -> None:
+    """Say once, clearly, what to do when matplotlib finds a glyph missing from every font of the chain."""
+    try:
+        from matplotlib import _text_helpers
+    except ImportError:  # a matplotlib without the hook: its own warnings still say which glyph
+        return
+    original = getattr(_text_helpers, "warn_on_missing_glyph", None)
+    if original is None or getattr(original, "_course_wrapped", False):
+        return
+
+    def warn_on_missing_glyph(codepoint, fontnames):
+        global _missing_glyph_warned
+        if not _missing_glyph_warned and codepoint > 0x2E7F:
+            _missing_glyph_warned = True
+            import warnings
+
+            warnings.warn(_(
+                "A plot label uses a character that neither the course's font (the 3,500 common characters) nor a "
+                "Chinese font of this system has: it is drawn as a box. Install a Chinese font (Debian/Ubuntu: "
+                "apt-get install fonts-noto-cjk; conda: conda install -c conda-forge font-ttf-noto-cjk) and restart the kernel."
+            ), UserWarning, stacklevel=2)
+        return original(codepoint, fontnames)
+
+    warn_on_missing_glyph._course_wrapped = True
+    _text_helpers.warn_on_missing_glyph = warn_on_missing_glyph

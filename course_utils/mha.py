@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .i18n import _
+
 
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
@@ -122,9 +124,10 @@ class MultiheadAttention(nn.Module):
             )
         if embed_dim % num_heads != 0:
             raise ValueError(
-                f"MultiheadAttention: embed_dim={embed_dim} is not divisible by num_heads={num_heads}: each head gets "
-                f"embed_dim // num_heads features, so num_heads must divide embed_dim. "
-                f"Head counts that work for embed_dim={embed_dim}: {', '.join(map(str, _divisors(embed_dim)))}."
+                _("MultiheadAttention: embed_dim={embed_dim} is not divisible by num_heads={num_heads}: each head gets "
+                  "embed_dim // num_heads features, so num_heads must divide embed_dim. "
+                  "Head counts that work for embed_dim={embed_dim}: {counts}."
+                  ).format(embed_dim=embed_dim, num_heads=num_heads, counts=", ".join(map(str, _divisors(embed_dim))))
             )
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
             raise TypeError(f"MultiheadAttention: `dropout` must be a number in [0, 1], got {type(dropout).__name__} {dropout!r}")
@@ -373,7 +376,8 @@ class MultiheadAttention(nn.Module):
             if x.shape[-1] != width:
                 arg = {"query": "embed_dim", "key": "kdim", "value": "vdim"}[name]
                 raise ValueError(
-                    f"MultiheadAttention: `{name}` must have {width} features ({arg}) in its last dimension, got shape {tuple(x.shape)}"
+                    _("MultiheadAttention: `{name}` must have {width} features ({arg}) in its last dimension, got shape {shape}"
+                      ).format(name=name, width=width, arg=arg, shape=tuple(x.shape))
                 )
         seq = 1 if (is_batched and self.batch_first) else 0
         if key.shape[:-1] != value.shape[:-1]:

@@ -51,6 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .i18n import _
+
 __all__ = [
     "DenseSynthesizer",
     "RandomSynthesizer",
@@ -343,8 +345,9 @@ class _SynthesizerAttention(nn.Module):
         for name, n in (("query", L), ("key", S)):
             if n > self.max_len:
                 raise ValueError(
-                    f"{cls}: the {name} sequence has length {n}, longer than max_len={self.max_len}; a synthesizer "
-                    f"learns one logit per position up to max_len, so build it with max_len >= {n}"
+                    _("{cls}: the {name} sequence has length {n}, longer than max_len={max_len}; a synthesizer "
+                      "learns one logit per position up to max_len, so build it with max_len >= {n}"
+                      ).format(cls=cls, name=name, n=n, max_len=self.max_len)
                 )
         return query.dim() == 3
 

@@ -631,6 +631,7 @@ def _number(value: Any) -> str:
 
 def _items(container: str, n: int) -> str:
     """'a list of 1 item', 'a tuple of 3 items', in the language in force."""
+    container = {"list": _("list"), "tuple": _("tuple"), "dict": _("dict")}.get(container, container)
     if n == 1:
         return _("a {container} of 1 item").format(container=container)
     return _("a {container} of {n} items").format(container=container, n=n)

@@ -8,7 +8,12 @@ The English notebooks are the source. What a learner reads in them is cut into *
   unit);
 - each string literal a code cell shows: an argument of ``print``, of matplotlib's titles,
   labels, text and legends, any ``label=``, ``title=``, ``desc=`` keyword argument, and the
-  docstrings of the functions and classes a cell defines.
+  docstrings of the functions and classes a cell defines;
+- each *label* a code cell builds to show later: a string of words (two or more, or one word and
+  a ``{field}``) that is an item of a list, tuple or dict (key or value), a function's return
+  value, or an argument of ``append``/``extend`` or of a function the notebook defines; a table's
+  rows, a plot's legend entries, the cases of a loop, what a helper reports. Strings of code
+  (``"b t, b s -> b t s"``, ``" Hint:"`` passed to ``str.split``) are not words and stay as they are.
 
 Every unit is one gettext entry (its English is the ``msgid``) in
 ``notebooks/locale/zh_CN/LC_MESSAGES/<notebook>.po``. The messages of the package itself
@@ -22,11 +27,13 @@ Commands (``python -m course_utils.tooling.translate ...``)::
               English beside it (``#| msgid``), as gettext's msgmerge does (``make translations``)
     build     write notebooks/zh/ from the English notebooks and the catalogues
               (``make zh`` also executes them)
-    check     what the tests would say of the given notebooks' translations (default: all)
+    check     what the tests would say of the given notebooks' translations (default: all),
+              English prose in their outputs and plot text included
     extract-package, check-package
               the same for the given modules of the package (default: all)
     status    how many entries each catalogue has, and how many are untranslated or fuzzy
     font      rewrite the course's CJK font subset from Debian's fonts-noto-cjk
+              (``--source PATH``: the NotoSansCJK-Regular.ttc to cut it from)
 
 A Chinese notebook is its English notebook with every unit replaced by its translation and
 one cell in front, which selects Chinese for the checks. Its code is the English code.
@@ -37,6 +44,8 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import functools
+import html
 import io
 import re
 import sys
@@ -88,6 +97,7 @@ class Unit:
         prefix: for a comment block, what goes before each line (indentation and ``# ``);
             for a string, nothing (only the inside of the quotes is the unit).
         f_string: True for an f-string (its ``{...}`` must stay as they are).
+        label: True for a string kept to be shown later (see :func:`is_label`), not shown where it stands.
     """
 
     cell: int
@@ -97,6 +107,7 @@ class Unit:
     end: int
     prefix: str = ""
     f_string: bool = False
+    label: bool = False
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -141,21 +152,142 @@ def _line_offsets(source: str) -> list[int]:
     return offsets
 
 
-def _displayed_nodes(tree: ast.AST) -> Iterator[ast.expr]:
-    """String nodes (plain and f-strings) that a display call or keyword shows."""
+def _strings_in(node: ast.expr) -> Iterator[ast.expr]:
+    """The string nodes an expression shows: itself, the parts of a ``+`` or ``... if ... else ...``, items."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) or isinstance(node, ast.JoinedStr):
+        yield node
+    elif isinstance(node, ast.BinOp):
+        yield from _strings_in(node.left)
+        yield from _strings_in(node.right)
+    elif isinstance(node, ast.IfExp):
+        yield from _strings_in(node.body)
+        yield from _strings_in(node.orelse)
+    elif isinstance(node, (ast.List, ast.Tuple)):
+        for item in node.elts:
+            yield from _strings_in(item)
+    elif isinstance(node, (ast.GeneratorExp, ast.ListComp)):
+        yield from _strings_in(node.elt)
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join":
+        yield from _strings_in(node.func.value)  # " then ".join(f"{n} calls" for ...)
+        for arg in node.args:
+            yield from _strings_in(arg)
 
-    def strings_in(node: ast.expr) -> Iterator[ast.expr]:
+
+#: Calls whose string arguments are kept to be shown later (a list of events, a table's rows).
+COLLECTING_CALLS = {"append", "extend", "insert", "add", "get", "setdefault"}  # get: its default
+#: Keyword arguments of a widget that hold what its options show.
+WIDGET_KEYWORDS = {"options", "value"}
+#: Single words that notebooks use as labels (a verdict, a case's name); a single word is an
+#: identifier unless it is listed here, so this list is reviewed by hand.
+SINGLE_WORD_LABELS = {"Dense", "Random", "buffer", "clean", "fails", "greedy", "grouped", "loads", "partly", "plain", "solved"}
+_CODE_LIKE = re.compile(r"->|\*\*|^\s*(def|import|from|-)\s|^[\w.]+=")
+_LABEL_WORDS = re.compile(r"[A-Za-z]{2,}")
+
+
+def _bindings(tree: ast.AST) -> dict[str, list[ast.expr]]:
+    """Name -> the expressions assigned to it in ``tree`` (``x = ...``, ``for x in ...``)."""
+    bound: dict[str, list[ast.expr]] = {}
+    for node in ast.walk(tree):
+        targets, value = [], None
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, (ast.For, ast.comprehension)):
+            targets, value = [node.target], node.iter
+        for target in targets:
+            for name in ast.walk(target):
+                if isinstance(name, ast.Name):
+                    bound.setdefault(name.id, []).append(value)
+    return bound
+
+
+def _plot_sinks(tree: ast.AST) -> list[ast.expr]:
+    """The arguments that put text into a plot or a widget (``ax.set_title(...)``, ``label=...``, ``w.description = ...``)."""
+    sinks = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in PLOT_CALLS or name.startswith(("plot", "show", "draw")):  # plt.plot, plot_family(...)
+                sinks += node.args
+            sinks += [k.value for k in node.keywords if k.arg in PLOT_KEYWORDS]
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr in PLOT_KEYWORDS for t in node.targets):
+            sinks.append(node.value)
+    return sinks
+
+
+def _bound_strings(expr: ast.expr, bound: dict[str, list[ast.expr]], seen: set[int], depth: int = 0) -> Iterator[ast.expr]:
+    """The string nodes in ``expr`` and in what the names in it are bound to (three levels deep)."""
+    if id(expr) in seen or depth > 3:
+        return
+    seen.add(id(expr))
+    for node in ast.walk(expr):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) or isinstance(node, ast.JoinedStr):
             yield node
-        elif isinstance(node, ast.BinOp):
-            yield from strings_in(node.left)
-            yield from strings_in(node.right)
-        elif isinstance(node, ast.IfExp):
-            yield from strings_in(node.body)
-            yield from strings_in(node.orelse)
-        elif isinstance(node, (ast.List, ast.Tuple)):
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            for value in bound.get(node.id, []):
+                yield from _bound_strings(value, bound, seen, depth + 1)
+
+
+def _label_nodes(tree: ast.AST, helpers: set[str]) -> Iterator[ast.expr]:
+    """String nodes that hold a label shown later: items of lists, tuples and dicts, return values,
+    arguments of ``append`` and of the notebook's own functions (``helpers``)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
             for item in node.elts:
-                yield from strings_in(item)
+                yield from _strings_in(item)
+        elif isinstance(node, ast.Dict):
+            for item in [*node.keys, *node.values]:
+                if item is not None:
+                    yield from _strings_in(item)
+        elif isinstance(node, ast.Return) and node.value is not None:
+            yield from _strings_in(node.value)
+        elif isinstance(node, ast.Compare):  # `mode == "eval, no_grad"`: the same label, compared
+            for operand in [node.left, *node.comparators]:
+                yield from _strings_in(operand)
+        elif isinstance(node, ast.Subscript):  # `results["lookup", "dot product"]`: the same label, looked up
+            yield from _strings_in(node.slice)
+        elif isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in COLLECTING_CALLS or (isinstance(node.func, ast.Name) and name in helpers):
+                for arg in [*node.args, *(k.value for k in node.keywords)]:
+                    yield from _strings_in(arg)
+            for keyword in node.keywords:
+                if keyword.arg in WIDGET_KEYWORDS:
+                    yield from _strings_in(keyword.value)
+    bound, seen = _bindings(tree), set()
+    for sink in _plot_sinks(tree):  # `suffix = " (no parameter)"` ... `ax.set_title(name + suffix)`
+        yield from _bound_strings(sink, bound, seen)
+
+
+def is_label(text: str, f_string: bool) -> bool:
+    """Whether a string literal outside a display call reads as words: words with a space between them
+    (``"no scaling"``, ``"gain {gain:.3g}"``), not an identifier (``"running_mean"``) or code
+    (``"head_size ** -0.5"``, ``"kdim=5, vdim=3"``, ``"- func: sigmoid(Tensor self) -> Tensor"``)."""
+    if text in SINGLE_WORD_LABELS or re.fullmatch(r"[a-z]+(?:-[a-z]+)+", text):  # "self-attention"
+        return True
+    if " " not in text.strip() or _CODE_LIKE.search(_BRACES.sub(" ", text) if f_string else text):
+        return False
+    shown = _BRACES.sub(" ", text) if f_string else text
+    words = re.findall(r"(?<![\w.=])[A-Za-z]{2,}(?![\w(=])", shown)
+    return any(word not in ("True", "False", "None") for word in words)
+
+
+def notebook_helpers(nb: nbformat.NotebookNode) -> set[str]:
+    """The names of the functions a notebook defines (their string arguments may be labels)."""
+    names = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        names |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    return names
+
+
+def _displayed_nodes(tree: ast.AST) -> Iterator[ast.expr]:
+    """String nodes (plain and f-strings) that a display call or keyword shows."""
+    strings_in = _strings_in
 
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and ast.get_docstring(node) is not None:
@@ -199,8 +331,8 @@ def _string_tokens(tokens: list[tokenize.TokenInfo], offsets: list[int]) -> Iter
             yield a, b, token.string
 
 
-def code_units(source: str, cell: int) -> list[Unit]:
-    """The comments and shown strings of one code cell."""
+def code_units(source: str, cell: int, helpers: set[str] = frozenset()) -> list[Unit]:
+    """The comments, shown strings and labels of one code cell (``helpers``: the notebook's own functions)."""
     offsets = _line_offsets(source)
     lines = source.split("\n")
     try:
@@ -210,16 +342,23 @@ def code_units(source: str, cell: int) -> list[Unit]:
         return []
     units = _comment_units(tokens, lines, offsets, cell)
     shown = [_node_span(node, lines, offsets) for node in _displayed_nodes(tree)]
+    labels = [_node_span(node, lines, offsets) for node in _label_nodes(tree, set(helpers))]
     for a, b, _ in _string_tokens(tokens, offsets):
-        if not any(lo <= a and b <= hi for lo, hi in shown):
+        displayed = any(lo <= a and b <= hi for lo, hi in shown)
+        if not displayed and not any(lo <= a and b <= hi for lo, hi in labels):
             continue
         literal = source[a:b]
         match = _STRING_START.match(literal)
         prefix, quote = match.group(1), match.group(2)
+        f_string = "f" in prefix.lower()
         inner_start, inner_end = a + len(prefix) + len(quote), b - len(quote)
         text = source[inner_start:inner_end]
-        if _WORD_IN_TEXT.search(_shown_words(text) if "f" in prefix.lower() else text):
-            units.append(Unit(cell, "string", text, inner_start, inner_end, f_string="f" in prefix.lower()))
+        if not displayed and ("r" in prefix.lower() or "b" in prefix.lower()):
+            continue  # a regular expression or bytes: code, not words
+        if displayed and _WORD_IN_TEXT.search(_shown_words(text) if f_string else text):
+            units.append(Unit(cell, "string", text, inner_start, inner_end, f_string=f_string))
+        elif not displayed and is_label(text, f_string):
+            units.append(Unit(cell, "string", text, inner_start, inner_end, f_string=f_string, label=True))
     return sorted(units, key=lambda unit: unit.start)
 
 
@@ -269,18 +408,93 @@ def _comment_text(comment: str) -> str:
     return text[1:] if text.startswith(" ") else text
 
 
-def cell_units(cell: nbformat.NotebookNode, index: int) -> list[Unit]:
-    """The units of one cell (raw cells have none)."""
+def cell_units(cell: nbformat.NotebookNode, index: int, helpers: set[str] = frozenset()) -> list[Unit]:
+    """The units of one cell (raw cells have none); ``helpers``: the functions its notebook defines."""
     if cell.cell_type == "markdown":
         return markdown_units(cell.source, index)
     if cell.cell_type == "code":
-        return code_units(cell.source, index)
+        return code_units(cell.source, index, helpers)
     return []
 
 
 def notebook_units(nb: nbformat.NotebookNode) -> list[Unit]:
-    """Every unit of a notebook, in reading order."""
-    return [unit for index, cell in enumerate(nb.cells) for unit in cell_units(cell, index)]
+    """Every unit of a notebook, in reading order.
+
+    A label is translated only where every literal of the same text in the notebook's code is a
+    unit too, so a key and every lookup of it change together (``outputs["dog bites man"]``).
+    """
+    helpers = notebook_helpers(nb)
+    units = [unit for index, cell in enumerate(nb.cells) for unit in cell_units(cell, index, helpers)]
+    spans = {(u.cell, u.start, u.end) for u in units}
+    elsewhere = set()  # texts of string literals that are not units
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        try:
+            tokens = list(tokenize.generate_tokens(io.StringIO(cell.source).readline))
+        except (SyntaxError, tokenize.TokenError):
+            continue
+        for a, b, _ in _string_tokens(tokens, _line_offsets(cell.source)):
+            match = _STRING_START.match(cell.source[a:b])
+            start, end = a + len(match.group(1)) + len(match.group(2)), b - len(match.group(2))
+            if (index, start, end) not in spans:
+                elsewhere.add(cell.source[start:end])
+    keys = package_literals() & _looked_up(nb)  # `slope["naive attention"]`: a name the package gives
+    probes = _probes(nb)  # `name.startswith("encoder")`: the code reads the label's words
+    return [u for u in units if not (u.label and (u.text in elsewhere or u.text in keys or any(p in u.text for p in probes)))]
+
+
+_STRING_PROBES = {"startswith", "endswith", "find", "index", "count", "split", "replace", "removeprefix", "removesuffix"}
+
+
+def _probes(nb: nbformat.NotebookNode) -> set[str]:
+    """Strings a notebook's code looks for inside other strings (``s.startswith("encoder")``, ``"x" in s``)."""
+    found = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _STRING_PROBES:
+                found |= {a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
+            elif isinstance(node, ast.Compare) and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops):
+                if isinstance(node.left, ast.Constant) and isinstance(node.left.value, str):
+                    found.add(node.left.value)
+    return {p for p in found if len(p.strip()) >= 3}
+
+
+def _looked_up(nb: nbformat.NotebookNode) -> set[str]:
+    """The strings a notebook's code looks up or compares (``d["key"]``, ``x == "key"``)."""
+    found = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            operands = [node.slice] if isinstance(node, ast.Subscript) else (
+                [node.left, *node.comparators] if isinstance(node, ast.Compare) else [])
+            found |= {s.value for o in operands for s in _strings_in(o) if isinstance(s, ast.Constant)}
+    return found
+
+
+@functools.cache
+def package_literals() -> frozenset[str]:
+    """Every string literal of the package's code: a label a notebook shares with it is a key
+    (``slope["naive attention"]`` looks up a name that ``course_utils.scaling`` gives), not a label."""
+    literals = set()
+    for path in PACKAGE.rglob("*.py"):
+        if "tooling" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                literals.add(node.value)
+    return frozenset(literals)
 
 
 # ----------------------------------------------------------------------------- applying translations
@@ -307,8 +521,9 @@ def translate_source(source: str, units: Iterable[Unit], translations: dict[str,
 def translate_notebook(nb: nbformat.NotebookNode, translations: dict[str, str]) -> nbformat.NotebookNode:
     """The Chinese notebook: every unit translated, outputs cleared, the language cell in front."""
     zh = nbformat.from_dict(nb)
+    units = notebook_units(nb)
     for index, cell in enumerate(zh.cells):
-        cell.source = translate_source(cell.source, cell_units(cell, index), translations)
+        cell.source = translate_source(cell.source, [u for u in units if u.cell == index], translations)
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
@@ -423,7 +638,7 @@ def package_modules() -> list[Path]:
     """The package's modules that mark messages with ``_`` or ``N_``."""
     return [
         path for path in sorted(PACKAGE.rglob("*.py"))
-        if "tooling" not in path.parts and path.name != "i18n.py" and re.search(r"\bN?_\(", path.read_text(encoding="utf-8"))
+        if "tooling" not in path.parts and re.search(r"\bN?_\(", path.read_text(encoding="utf-8"))
     ]
 
 
@@ -669,9 +884,211 @@ def code_problems(notebook: Path) -> list[str]:
     return problems
 
 
+# ----------------------------------------------------------------------------- English in the outputs
+
+#: English a Chinese notebook's outputs may show, beyond what the rules of :func:`english_in_output`
+#: allow (code, values, PyTorch's own messages): each with its reason. Reviewed by hand; keep it short.
+ALLOWED_ENGLISH = (
+    (r"<Figure size \d+x\d+ with \d+ Axes>", "matplotlib's own text for a figure"),
+    (r"GPT-2 small|Llama 2 \d+B|Mistral 7B", "the names of published models"),
+    (r"naive attention|course MultiheadAttention", "names that course_utils.scaling gives its benchmark candidates"),
+    (r"encoder self-attention", "an option of notebook 05's attention-map widget that its code tells apart by the "
+     "English prefix (startswith(\"encoder\")), so the extraction keeps it as it is"),
+    (r"supplying both src_key_padding_mask and src_mask at the same time is not supported with NestedTensor input",
+     "PyTorch's reason for leaving the fast path, quoted"),
+    (r"size mismatch for \w+: copying a param with shape .* from checkpoint, the shape in current model is .*",
+     "PyTorch's load_state_dict message, quoted after the notebook's own words"),
+)
+_RUN = re.compile(r"(?<![\w./\\-])[A-Za-z][a-z]+(?:(?:,? |-)[A-Za-z][a-z]+)+(?![\w(=/])")
+_MESSAGE = re.compile(r"\b(?:[A-Z]\w*(?:Error|Exception|Warning)|警告)\s?[:：]\s?(?P<message>.*)$")
+_PROGRESS = re.compile(r"\d+%\|.*$")
+_LONG_QUOTE = re.compile(r"'[^'\n]{25,}'|\"[^\"\n]{25,}\"")  # sampled or corpus text, a long repr
+_KEYWORDS = {"is", "in", "not", "and", "or", "if", "else", "elif", "def", "return", "lambda", "for", "None", "True", "False",
+             "nan", "inf"}
+
+
+@functools.cache
+def _foreign_text() -> str:
+    """What PyTorch prints of its own (its Python sources, stubs and operator tables): it stays English."""
+    import torch
+    import torchgen
+
+    roots = [Path(torch.__file__).parent, Path(torchgen.__file__).parent / "packaged"]
+    patterns = ["nn/**/*.py", "_VF.py", "functional.py", "_refs/__init__.py", "_C/*.pyi", "**/native_functions.yaml",
+                "**/derivatives.yaml", "nested/*.py", "_tensor.py"]
+    return " ".join(" ".join(path.read_text(encoding="utf-8", errors="ignore").split())
+                    for root in roots for pattern in patterns for path in root.glob(pattern))
+
+
+@functools.cache
+def _course_code() -> str:
+    """The package's code without its string literals (its messages must be Chinese; its code is shown as is)."""
+    return " ".join(code_without_strings(path.read_text(encoding="utf-8"))
+                    for path in PACKAGE.rglob("*.py") if "tooling" not in path.parts)
+
+
+def code_without_strings(source: str) -> str:
+    """``source``'s code and comments, each string literal blanked, whitespace made single spaces."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return ""
+    offsets = _line_offsets(source)
+    for a, b, _ in reversed(list(_string_tokens(tokens, offsets))):
+        source = source[:a] + "''" + source[b:]
+    return " ".join(source.split())
+
+
+@functools.cache
+def _code_names() -> frozenset[str]:
+    """Names of torch.nn's classes and torch.nn.functional's functions (``Tanh``, ``gelu``)."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    return frozenset({n for n in dir(nn) if n[:1].isupper()} | {n for n in dir(F) if not n.startswith("_")})
+
+
+@functools.cache
+def _kind_names() -> frozenset[str]:
+    """The names the package's options take (``positions="rope"``, ``attention="dense"``, ``"fixed_random"``)."""
+    from course_utils.gpt import ATTENTIONS, POSITIONS
+    from course_utils.synthesizer import SYNTHESIZER_KINDS
+
+    return frozenset({*ATTENTIONS, *POSITIONS, *(p for kind in SYNTHESIZER_KINDS for p in kind.split("+"))})
+
+
+@functools.cache
+def _course_names() -> frozenset[str]:
+    import importlib
+    import pkgutil
+
+    import course_utils
+
+    names = set()
+    for info in pkgutil.walk_packages(course_utils.__path__, "course_utils."):
+        if ".tooling" in info.name or ".bench" in info.name:
+            continue
+        try:
+            names |= {n for n in dir(importlib.import_module(info.name)) if not n.startswith("_")}
+        except Exception:  # a module that needs what this machine lacks
+            continue
+    return frozenset(names)
+
+
+def english_in_output(line: str, code: str) -> list[str]:
+    """The English prose in one line of a Chinese notebook's output (``code``: the English notebook's code).
+
+    Allowed: PyTorch's and Python's own messages (after ``SomeError:`` or ``警告：``), unless a
+    ``course_utils`` object raised it (``Head: ...``); progress bars; long quoted text (sampled
+    text, the corpus); a line of code; Python's keywords and values; torch.nn's class names and
+    torch.nn.functional's function names; three or more words found verbatim in PyTorch's sources
+    (its warnings, its fast-path reasons, printed source) or the package's code, and any words of
+    the notebook's code (string literals aside: those are what is checked); and
+    :data:`ALLOWED_ENGLISH`. What is left and reads as two or more English words is prose.
+    """
+    message = _MESSAGE.search(line)
+    if message:
+        head = re.match(r"(\w+):\s", message.group("message"))
+        if not (head and head.group(1) in _course_names()):
+            line = line[: message.start("message")]
+    line = _LONG_QUOTE.sub("''", _PROGRESS.sub("", line))
+    for pattern, _reason in ALLOWED_ENGLISH:
+        line = re.sub(pattern, "|", line)
+    stripped = line.strip()
+    for attempt in (stripped, stripped + "\n    pass"):
+        try:
+            compile(attempt, "<output>", "exec")
+            return []
+        except (SyntaxError, ValueError):
+            pass
+    foreign = _foreign_text() + _course_code()
+    for segment in re.split(r"\s+->\s+|[：:]\s*", line):  # a segment PyTorch printed, as it printed it
+        if len(segment.split()) >= 2 and " ".join(segment.split()) in foreign:
+            line = line.replace(segment, "|")
+    names = _code_names() | _kind_names()
+    line = re.sub(r"(?<![\w.])[A-Za-z]\w*(?![\w.])", lambda m: "|" if m.group() in _KEYWORDS or m.group() in names else m.group(), line)
+    found = []
+    for run in _RUN.findall(line):
+        if run in code:
+            continue
+        if len(re.findall(r"[A-Za-z]+", run)) < 3 or run not in foreign:  # two words are too common to be PyTorch's
+            found.append(run)
+    return found
+
+
+def _output_texts(cell: nbformat.NotebookNode) -> Iterator[str]:
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            yield output.get("text", "")
+        elif output.get("output_type") == "error":
+            yield f"{output.get('ename')}: {output.get('evalue')}"
+        for mime in ("text/plain", "text/html", "text/markdown"):
+            text = output.get("data", {}).get(mime)
+            if text is not None:
+                text = "".join(text) if isinstance(text, list) else text
+                yield html.unescape(re.sub(r"<[^>]+>", " ", text)) if mime == "text/html" else text
+
+
+def output_problems(notebook: Path) -> list[str]:
+    """English prose in the stored outputs of one Chinese notebook (stream text, text/plain, text/html)."""
+    zh = nbformat.read(ZH_NOTEBOOKS / notebook.name, as_version=4)
+    english = nbformat.read(notebook, as_version=4)
+    code = " ".join(code_without_strings(c.source) for c in english.cells if c.cell_type == "code")
+    problems = []
+    for index, cell in enumerate(zh.cells):
+        for text in _output_texts(cell):
+            for line in text.splitlines():
+                words = english_in_output(line, code)
+                if words:
+                    problems.append(f"notebooks/zh/{notebook.name}, cell {index}: English in the output {words}: {_clip(line, 90)!r}")
+    return problems
+
+
+#: Calls and keyword arguments that put text into a plot or a widget.
+PLOT_CALLS = {"title", "set_title", "suptitle", "xlabel", "ylabel", "set_xlabel", "set_ylabel", "text", "annotate",
+              "legend", "set_xticklabels", "set_yticklabels", "xticks", "yticks", "figtext", "set_text"}
+PLOT_KEYWORDS = {"label", "title", "xlabel", "ylabel", "labels", "description", "options", "suptitle"}
+
+
+def _plot_strings(tree: ast.AST) -> Iterator[str]:
+    """The strings a cell draws into its plots and widgets: literals in a plotting call's arguments, and
+    the literals that the names in those arguments are bound to in the cell (``for name, fn in [("验证集", f)]``)."""
+    bound, seen = _bindings(tree), set()
+    for sink in _plot_sinks(tree):
+        for node in _bound_strings(sink, bound, seen):
+            if isinstance(node, ast.Constant):
+                yield node.value
+            else:  # an f-string: the words outside its fields
+                yield " ".join(v.value for v in node.values if isinstance(v, ast.Constant))
+
+
+def plot_text_problems(notebook: Path) -> list[str]:
+    """English prose that a Chinese notebook's code draws into plots and widgets (the stored images can't be read)."""
+    zh = nbformat.read(ZH_NOTEBOOKS / notebook.name, as_version=4)
+    english = nbformat.read(notebook, as_version=4)
+    code = " ".join(code_without_strings(c.source) for c in english.cells if c.cell_type == "code")
+    problems = []
+    for index, cell in enumerate(zh.cells):
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for text in dict.fromkeys(_plot_strings(tree)):
+            words = english_in_output(text, code) if " " in text.strip() else []
+            if words:
+                problems.append(f"notebooks/zh/{notebook.name}, cell {index}: a plot or widget shows English {words}: {text!r}")
+    return problems
+
+
 # ----------------------------------------------------------------------------- the CJK font
 
 SYSTEM_CJK_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
+#: The 3,500 common characters (level 1 of the Table of General Standard Chinese Characters).
+COMMON_CHARACTERS = PACKAGE / "data" / "fonts" / "common-characters.txt"
+#: Chinese punctuation and full-width forms a learner's label may use.
+CJK_PUNCTUATION = "、。〈〉《》「」『』【】〔〕〖〗・“”‘’…—·！＂＃＄％＆＇（）＊＋，－．／：；＜＝＞？＠［＼］＾＿｀｛｜｝～￥"
 
 
 def font_characters() -> set[str]:
@@ -688,20 +1105,38 @@ def font_characters() -> set[str]:
     return {c for c in chars if ord(c) > 0x2E7F}  # CJK punctuation, kana and ideographs onwards
 
 
-def write_font() -> Path:
-    """Subset Noto Sans CJK SC to :func:`font_characters` (needs Debian's fonts-noto-cjk)."""
+def common_characters() -> str:
+    """The 3,500 common characters, in the table's order."""
+    lines = COMMON_CHARACTERS.read_text(encoding="utf-8").splitlines()
+    return "".join(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def subset_characters() -> set[str]:
+    """What the course's font holds: the course's own characters, the 3,500 common ones, punctuation."""
+    return font_characters() | set(common_characters()) | set(CJK_PUNCTUATION)
+
+
+def write_font(source: Path = SYSTEM_CJK_FONT) -> Path:
+    """Subset Noto Sans CJK SC (``source``: Debian's fonts-noto-cjk) to :func:`subset_characters`.
+
+    The same source and characters give the same file, byte for byte. Only outlines and metrics
+    are kept: matplotlib draws each character's own glyph (it does not shape text with OpenType
+    layout features) and hints outlines with FreeType's autohinter, so layout tables (which pull in
+    the Japanese, Korean and traditional forms) and CFF hints would only double the file.
+    """
     from fontTools import subset
     from fontTools.ttLib import TTCollection
 
     from course_utils.i18n import CJK_FONT
 
-    collection = TTCollection(str(SYSTEM_CJK_FONT))
+    collection = TTCollection(str(source))
     font = next(f for f in collection.fonts if f["name"].getDebugName(1) == "Noto Sans CJK SC")
     options = subset.Options()
     options.name_IDs = ["*"]
-    options.layout_features = ["*"]
+    options.layout_features = []
+    options.hinting = False
     subsetter = subset.Subsetter(options)
-    subsetter.populate(text="".join(sorted(font_characters())))
+    subsetter.populate(text="".join(sorted(subset_characters())))
     subsetter.subset(font)
     for record in font["name"].names:  # a subset is a different font: say so in its name
         if record.nameID in (1, 4, 16):
@@ -718,6 +1153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["extract", "extract-package", "build", "status", "check", "check-package", "font"])
     parser.add_argument("paths", nargs="*", type=Path, help="English notebooks, or modules for *-package (default: all)")
+    parser.add_argument("--source", type=Path, default=SYSTEM_CJK_FONT, help="font: the Noto Sans CJK collection to cut from")
     args = parser.parse_args(argv)
     args.notebooks = args.paths
     if args.command == "extract":
@@ -738,10 +1174,11 @@ def main(argv: list[str] | None = None) -> int:
         for notebook in args.notebooks or course_notebooks():
             notebook = NOTEBOOKS / Path(notebook).name
             problems += catalogue_problems(notebook) + glossary_problems(notebook) + code_problems(notebook)
+            problems += output_problems(notebook) + plot_text_problems(notebook)
         print("\n".join(problems) or "no problems")
         return 1 if problems else 0
     else:
-        print(f"wrote {write_font()}")
+        print(f"wrote {write_font(args.source)}")
     return 0
 
 
