@@ -14,6 +14,9 @@ piece                      what it is
 :func:`sample_next_token`  greedy, temperature and top-k sampling of the next token
 :func:`evaluate_loss`      the mean next-token loss over every window of a held-out text
 =========================  ===========================================================================
+
+``GPT(..., bias=True, activation="gelu_tanh")`` is GPT-2's configuration, and :meth:`GPT.from_gpt2`
+loads OpenAI's GPT-2 weights (Hugging Face's layout) into it (:mod:`course_utils.gpt2_checkpoint`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from .positions import apply_rope, sinusoidal_positions
 from .synthesizer import DenseSynthesizer, RandomSynthesizer, SynthesizerMixture
 
 __all__ = [
+    "ACTIVATIONS",
     "ATTENTIONS",
     "POSITIONS",
     "GPT",
@@ -43,11 +47,17 @@ __all__ = [
 
 POSITIONS = ("learned", "sinusoidal", "rope", "none")
 ATTENTIONS = ("dot", "dense", "random", "mixture")
+ACTIVATIONS = ("gelu", "gelu_tanh")
 
 
 def _check_positive_int(who: str, name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{who}: `{name}` must be a positive int, got {value!r}")
+
+
+def _check_bool(who: str, name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{who}: `{name}` must be a bool, got {value!r}")
 
 
 def _check_dropout(who: str, dropout) -> None:
@@ -139,6 +149,8 @@ class CausalSelfAttention(nn.Module):
         dropout: dropout on the attention weights and on the output (training only).
         rope: rotate queries and keys by position.
         layer_index: this layer's slot in a shared :class:`~course_utils.kv_cache.KVCache`.
+        bias: give the query, key and value projections a bias (GPT-2 has them; notebook 03's
+            ``Head`` does not). The output projection always has one.
 
     Shape:
         - x: :math:`(B, T, C)`; output: :math:`(B, T, C)`. With a cache holding ``start``
@@ -146,18 +158,33 @@ class CausalSelfAttention(nn.Module):
     """
 
     def __init__(self, n_embd: int, n_head: int, n_kv_head: int | None = None, dropout: float = 0.0,
-                 rope: bool = False, layer_index: int = 0) -> None:
+                 rope: bool = False, layer_index: int = 0, bias: bool = False) -> None:
         super().__init__()
         n_kv_head = n_head if n_kv_head is None else n_kv_head
+        for name, value in (("n_embd", n_embd), ("n_head", n_head), ("n_kv_head", n_kv_head)):
+            _check_positive_int("CausalSelfAttention", name, value)
+        if n_embd % n_head != 0 or n_head % n_kv_head != 0:
+            raise ValueError(f"CausalSelfAttention: `n_head` must divide n_embd and `n_kv_head` must divide n_head, "
+                             f"got n_embd={n_embd}, n_head={n_head}, n_kv_head={n_kv_head}")
+        if isinstance(layer_index, bool) or not isinstance(layer_index, int) or layer_index < 0:
+            raise ValueError(f"CausalSelfAttention: `layer_index` must be an int >= 0, got {layer_index!r}")
+        _check_dropout("CausalSelfAttention", dropout)
+        _check_bool("CausalSelfAttention", "rope", rope)
+        _check_bool("CausalSelfAttention", "bias", bias)
+        if rope and (n_embd // n_head) % 2 != 0:
+            raise ValueError(f"CausalSelfAttention: `rope=True` rotates pairs of features, so the head size n_embd // n_head must be even, got {n_embd // n_head}")
         self.n_head, self.n_kv_head, self.head_size = n_head, n_kv_head, n_embd // n_head
         self.rope, self.layer_index, self.dropout_p = rope, layer_index, float(dropout)
-        self.query = nn.Linear(n_embd, n_head * self.head_size, bias=False)
-        self.key = nn.Linear(n_embd, n_kv_head * self.head_size, bias=False)
-        self.value = nn.Linear(n_embd, n_kv_head * self.head_size, bias=False)
+        self.query = nn.Linear(n_embd, n_head * self.head_size, bias=bias)
+        self.key = nn.Linear(n_embd, n_kv_head * self.head_size, bias=bias)
+        self.value = nn.Linear(n_embd, n_kv_head * self.head_size, bias=bias)
         self.proj = nn.Linear(n_embd, n_embd)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, cache: KVCache | None = None, start: int = 0) -> Tensor:
+        n_embd = self.proj.in_features
+        if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != n_embd:
+            raise ValueError(f"CausalSelfAttention: `x` must be a tensor (B, T, C={n_embd}), got {_describe(x)}")
         B, T, C = x.shape
         q = self.query(x).view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, H, T, D)
         k = self.key(x).view(B, T, self.n_kv_head, self.head_size).transpose(1, 2)  # (B, H_kv, T, D)
@@ -201,29 +228,41 @@ class _SynthesizerSelfAttention(nn.Module):
 class Block(nn.Module):
     """A pre-LN transformer block: ``x = x + attn(ln1(x))``, then ``x = x + mlp(ln2(x))``.
 
-    The MLP is C -> 4C -> C with a GELU, as in GPT-2. Normalising *before* each sublayer
-    keeps the residual stream an unnormalised sum, which trains without learning-rate warm-up.
+    The MLP is C -> 4C -> C with a GELU, as in GPT-2. Both layer norms use PyTorch's default
+    ``eps=1e-5``, GPT-2's ``layer_norm_epsilon``.
 
     Args:
         n_embd, n_head, block_size, dropout, n_kv_head: as :class:`GPT`.
         attention: ``"dot"`` (:class:`CausalSelfAttention`) or a synthesizer kind.
         rope: rotary positions inside the attention (``"dot"`` only).
         layer_index: the block's slot in a KV cache.
+        bias: biases on the attention's query/key/value projections (``"dot"`` only).
+        activation: the MLP's GELU: ``"gelu"`` (exact, erf) or ``"gelu_tanh"`` (the tanh
+            approximation GPT-2 was trained with).
 
     Shape:
         - x: :math:`(B, T, C)`; output: :math:`(B, T, C)`
     """
 
     def __init__(self, n_embd: int, n_head: int, block_size: int, dropout: float = 0.0, n_kv_head: int | None = None,
-                 attention: str = "dot", rope: bool = False, layer_index: int = 0) -> None:
+                 attention: str = "dot", rope: bool = False, layer_index: int = 0, bias: bool = False,
+                 activation: str = "gelu") -> None:
         super().__init__()
+        if attention not in ATTENTIONS:
+            raise ValueError(f"Block: `attention` must be one of {ATTENTIONS}, got {attention!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"Block: `activation` must be one of {ACTIVATIONS}, got {activation!r}")
+        _check_bool("Block", "bias", bias)
+        if bias and attention != "dot":
+            raise ValueError(f"Block: `bias=True` adds biases to the query/key/value projections of attention='dot'; attention={attention!r} has none")
         self.ln1 = nn.LayerNorm(n_embd)
         if attention == "dot":
-            self.attn = CausalSelfAttention(n_embd, n_head, n_kv_head, dropout, rope, layer_index)
+            self.attn = CausalSelfAttention(n_embd, n_head, n_kv_head, dropout, rope, layer_index, bias)
         else:
             self.attn = _SynthesizerSelfAttention(attention, n_embd, n_head, block_size, dropout)
         self.ln2 = nn.LayerNorm(n_embd)
-        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout))
+        gelu = nn.GELU(approximate="tanh" if activation == "gelu_tanh" else "none")
+        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), gelu, nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout))
 
     def forward(self, x: Tensor, cache: KVCache | None = None, start: int = 0) -> Tensor:
         x = x + self.attn(self.ln1(x), cache, start)  # (B, T, C)
@@ -309,6 +348,13 @@ class GPT(nn.Module):
         attention: ``"dot"`` (dot-product attention), or a causal synthesizer of notebook 06:
             ``"dense"``, ``"random"``, ``"mixture"`` (random + dot-product logits, the paper's
             R+V).
+        bias: biases on the attention's query/key/value projections (``attention="dot"``
+            only). ``False`` (the default) is notebook 03's ``Head``; GPT-2 has them.
+        activation: the MLP's GELU: ``"gelu"`` (exact, the default) or ``"gelu_tanh"`` (the tanh
+            approximation, GPT-2's ``gelu_new``).
+
+    GPT-2 is ``GPT(50257, 1024, 768, 12, 12, positions="learned", bias=True,
+    activation="gelu_tanh")`` (the small model); :meth:`from_gpt2` builds it from a checkpoint.
 
     Shape:
         - idx: :math:`(B, T)` int64 token ids in [0, V)
@@ -317,7 +363,8 @@ class GPT(nn.Module):
     """
 
     def __init__(self, vocab_size: int, block_size: int, n_embd: int, n_head: int, n_layer: int, dropout: float = 0.0,
-                 n_kv_head: int | None = None, positions: str = "learned", attention: str = "dot") -> None:
+                 n_kv_head: int | None = None, positions: str = "learned", attention: str = "dot", bias: bool = False,
+                 activation: str = "gelu") -> None:
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("block_size", block_size), ("n_embd", n_embd),
                             ("n_head", n_head), ("n_layer", n_layer)):
@@ -335,13 +382,18 @@ class GPT(nn.Module):
                 raise ValueError(f"GPT: `n_kv_head` must divide n_head={n_head} (each key/value head serves n_head // n_kv_head query heads), got {n_kv_head}")
             if attention != "dot" and n_kv_head != n_head:
                 raise ValueError(f"GPT: `n_kv_head` groups the keys and values of attention='dot'; attention={attention!r} has no keys, so leave n_kv_head=None")
+        _check_bool("GPT", "bias", bias)
+        if bias and attention != "dot":
+            raise ValueError(f"GPT: `bias=True` adds biases to the query/key/value projections of attention='dot'; attention={attention!r} has none, so leave bias=False")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"GPT: `activation` must be one of {ACTIVATIONS}, got {activation!r}")
         if positions == "rope" and attention != "dot":
             raise ValueError(f"GPT: positions='rope' rotates queries and keys, which attention={attention!r} does not have; use attention='dot'")
         if positions == "rope" and (n_embd // n_head) % 2 != 0:
             raise ValueError(f"GPT: positions='rope' rotates pairs of features, so the head size n_embd // n_head must be even, got {n_embd // n_head}")
         self.vocab_size, self.block_size, self.n_embd, self.n_head, self.n_layer = vocab_size, block_size, n_embd, n_head, n_layer
         self.n_kv_head = n_head if n_kv_head is None else n_kv_head
-        self.positions, self.attention = positions, attention
+        self.positions, self.attention, self.bias, self.activation = positions, attention, bias, activation
 
         self.token_embedding = nn.Embedding(vocab_size, n_embd)
         if positions == "learned":
@@ -350,13 +402,49 @@ class GPT(nn.Module):
             self.register_buffer("position_table", sinusoidal_positions(block_size, n_embd), persistent=False)  # (block_size, C)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList([
-            Block(n_embd, n_head, block_size, dropout, n_kv_head, attention, rope=(positions == "rope"), layer_index=i)
+            Block(n_embd, n_head, block_size, dropout, n_kv_head, attention, rope=(positions == "rope"), layer_index=i,
+                  bias=bias, activation=activation)
             for i in range(n_layer)
         ])
         self.ln_f = nn.LayerNorm(n_embd)
         self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
         self.lm_head.weight = self.token_embedding.weight  # weight tying: one (V, C) matrix, two uses
         self.apply(self._init_weights)
+
+    @classmethod
+    def from_gpt2(cls, path_or_state_dict, n_head: int | None = None) -> GPT:
+        """A :class:`GPT` holding OpenAI's GPT-2 weights (Hugging Face's layout), in eval mode.
+
+        The configuration comes from the weights: vocab_size and n_embd from ``wte``, block_size
+        from ``wpe``, n_layer from the ``h.N`` blocks; n_head, which no weight's shape shows, from
+        the argument or from the ``config.json`` that Hugging Face keeps beside
+        ``model.safetensors``. The model is ``GPT(..., bias=True, activation="gelu_tanh")`` with
+        float32 parameters on the CPU (``.to(device)`` or ``.double()`` after). Nothing in the file
+        is executed: ``.safetensors`` holds tensors only, ``.bin`` / ``.pt`` files are read with
+        ``torch.load(weights_only=True)``. A wrong or partial checkpoint raises a ``ValueError``
+        that lists the missing keys or names the unexpected shapes; building the model leaves the
+        random number generators untouched. See :mod:`course_utils.gpt2_checkpoint` for the
+        renaming (Conv1D weights transposed, ``c_attn`` cut into query, key and value).
+
+        Args:
+            path_or_state_dict: a ``model.safetensors`` (or ``.bin`` / ``.pt``) file, a folder
+                holding one, or a state dict with GPT-2's keys (``transformer.`` prefix optional).
+            n_head: attention heads (GPT-2 small 12, medium 16, large 20, xl 25); ``None`` reads
+                ``n_head`` from ``config.json`` beside the file, and a state dict needs it given.
+
+        Shape:
+            - the returned model takes idx :math:`(B, T)`, T <= block_size (1024 for GPT-2), token
+              ids of GPT-2's BPE tokenizer (vocab_size 50257).
+        """
+        from .gpt2_checkpoint import read_gpt2_checkpoint
+
+        config, state_dict = read_gpt2_checkpoint(path_or_state_dict, n_head)
+        with torch.device("meta"):  # no memory and no random draws for weights about to be replaced
+            model = cls(**config)
+        model.to_empty(device="cpu")  # leaves the memory uninitialised, and gives lm_head its own copy:
+        model.lm_head.weight = model.token_embedding.weight  # tie them again
+        model.load_state_dict(state_dict)
+        return model.eval()
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
