@@ -46,6 +46,13 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
+# The tests' extra packages (Hugging Face's GPT-2 as a reference), never the learner's: `make lab`
+# does not install them. The constraint keeps every pin of requirements.txt, torch included.
+TEST_STAMP := $(VENV)/.test-installed
+$(TEST_STAMP): $(STAMP) requirements-test.txt
+	$(PY) -m pip install --quiet -r requirements-test.txt -c requirements.txt
+	@touch $(TEST_STAMP)
+
 # The workshop's hub (workshop/): JupyterHub and its npm proxy, on top of the course environment.
 WORKSHOP_STAMP := $(VENV)/.workshop-installed
 $(WORKSHOP_STAMP): $(STAMP) workshop/requirements.txt workshop/package-lock.json
@@ -69,7 +76,7 @@ lab-zh-settings:
 	@mkdir -p $(dir $(LAB_ZH_LOCALE))
 	@printf '{\n  "locale": "zh_CN"\n}\n' > $(LAB_ZH_LOCALE)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest
 
 execute: $(STAMP)
