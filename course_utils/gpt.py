@@ -375,8 +375,9 @@ class GPT(nn.Module):
     activation="gelu_tanh")`` (the small model); :meth:`from_gpt2` builds it from a checkpoint.
 
     Shape:
-        - idx: :math:`(B, T)` int64 token ids in [0, V)
-        - targets: :math:`(B, T)`, the next token of every position (-100 = no loss there)
+        - idx: :math:`(B, T)` token ids in [0, V), int64 (or int32, as ``nn.Embedding`` takes), on
+          the model's device; B may be 0
+        - targets: :math:`(B, T)` int64, the next token of every position (-100 = no loss there)
         - logits: :math:`(B, T, V)`; loss: a scalar, or None without targets
     """
 
@@ -643,7 +644,7 @@ def evaluate_loss(model: GPT, data: Tensor, batch_size: int = 64) -> float:
     if not isinstance(data, Tensor) or data.dim() != 1 or len(data) <= T:
         raise ValueError(f"evaluate_loss: `data` must be a 1-D tensor longer than block_size={T}, got {_describe(data)}")
     if data.dtype not in (torch.long, torch.int32):
-        raise TypeError(f"evaluate_loss: `data` must hold integer token ids (torch.long), got dtype {data.dtype}")
+        raise TypeError(f"evaluate_loss: `data` must hold integer token ids (torch.long or torch.int32), got dtype {data.dtype}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"evaluate_loss: `batch_size` must be a positive int, got {batch_size!r}")
     if int(data.min()) < 0 or int(data.max()) >= model.vocab_size:
