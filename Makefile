@@ -47,6 +47,13 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
+# The tests' extra packages (Hugging Face's GPT-2 as a reference), never the learner's: `make lab`
+# does not install them. The constraint keeps every pin of requirements.txt, torch included.
+TEST_STAMP := $(VENV)/.test-installed
+$(TEST_STAMP): $(STAMP) requirements-test.txt
+	$(PY) -m pip install --quiet -r requirements-test.txt -c requirements.txt
+	@touch $(TEST_STAMP)
+
 # The workshop's hub (workshop/): JupyterHub and its npm proxy, on top of the course environment.
 WORKSHOP_STAMP := $(VENV)/.workshop-installed
 $(WORKSHOP_STAMP): $(STAMP) workshop/requirements.txt workshop/package-lock.json
@@ -74,10 +81,10 @@ lab-zh-settings:
 # `make test` leaves out the layer marked full_layer (the Chinese notebooks re-executed, the slow
 # tests), which `make test-full` runs and .ci/run calls; `make test` keeps a fast guard over it.
 XDIST := -n $(or $(TEST_WORKERS),2) --dist loadgroup
-test: $(STAMP)
+test: $(TEST_STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(XDIST) -m "not full_layer"
 
-test-full: $(STAMP)
+test-full: $(TEST_STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(XDIST) -m full_layer
 
 execute: $(STAMP)

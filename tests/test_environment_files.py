@@ -64,3 +64,19 @@ def test_lab_binds_to_localhost_and_keeps_its_token():
     assert "--ServerApp.ip=127.0.0.1" in lab
     assert "token" not in lab.lower(), "make lab must never disable or override token authentication"
     assert "notebooks" in lab
+
+
+def test_the_test_only_list_is_pinned_and_installed_by_make_test_alone():
+    lines = [line.split("#", 1)[0].strip() for line in (ROOT / "requirements-test.txt").read_text().splitlines()]
+    pins = {}
+    for line in filter(None, lines):
+        match = PIN.match(line)
+        assert match, f"requirements-test.txt: {line!r} is not pinned with =="
+        pins[match.group(1).lower()] = match.group(2)
+    assert "transformers" in pins and "torch" not in pins  # the course's torch pin stays the only one
+    assert not pins.keys() & requirement_pins().keys(), "a package pinned in both lists"
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^\$\(TEST_STAMP\): .*requirements-test\.txt\n\t.*-r requirements-test\.txt -c requirements\.txt", makefile, re.M)
+    assert re.search(r"^test: \$\(TEST_STAMP\)$", makefile, re.M)
+    lab_rules = re.findall(r"^lab: (.*)$", makefile, re.M)
+    assert lab_rules and all("TEST_STAMP" not in rule for rule in lab_rules)
