@@ -202,7 +202,7 @@ def test_a_cache_with_too_few_layers_raises_before_anything_is_written():
     torch.manual_seed(0)
     model = GPT(6, 8, 8, 2, n_layer=2).eval()
     cache = KVCache(1)
-    with pytest.raises(ValueError, match="`cache` has 1 layers, the model 2"):
+    with pytest.raises(ValueError, match=r"`cache` must have one slot per block, KVCache\(2\), got KVCache\(1\)"):
         model(torch.zeros(1, 3, dtype=torch.long), cache=cache)
     assert cache.keys == [None] and cache.values == [None] and len(cache) == 0
 
