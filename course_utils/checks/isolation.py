@@ -348,6 +348,45 @@ def _uninterrupted(step) -> None:
             continue
 
 
+# --------------------------------------------------------------------------- the calls code makes
+
+
+class CallRecorder:
+    """Inside ``with``, notes every Python function that runs (through any name: alias, helper, getattr).
+
+    ``all_codes`` holds the code object of each; ``codes`` those outside ``library`` (the
+    directories of Python's, torch's and the course's own code), in the order first called:
+    the learner's code. The profile function in force before is put back afterwards.
+    """
+
+    def __init__(self, library: tuple[str, ...] = ()):
+        self.library = tuple(library)
+        self.all_codes: set = set()
+        self.codes: list = []
+        self._previous = None
+
+    def _profile(self, frame, event, arg):
+        if event == "call":
+            code = frame.f_code
+            if code not in self.all_codes:
+                self.all_codes.add(code)
+                name = code.co_filename
+                if not name.startswith("<frozen") and not name.startswith(self.library):
+                    self.codes.append(code)
+
+    def called(self, function: Any) -> bool:
+        """Whether ``function`` (a Python function) ran inside the block."""
+        return getattr(function, "__code__", None) in self.all_codes
+
+    def __enter__(self) -> CallRecorder:
+        self._previous = sys.getprofile()
+        sys.setprofile(self._profile)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        _uninterrupted(lambda: sys.setprofile(self._previous))
+
+
 # --------------------------------------------------------------------------- printed output
 
 

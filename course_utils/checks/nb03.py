@@ -203,8 +203,8 @@ def _observe_head(cls, case):
         N_("parameters"): sorted(name for name, _parameter in head.named_parameters()),
         N_("number of parameters"): sum(p.numel() for p in head.parameters()),
         N_("buffers"): sorted(name for name, _buffer in head.named_buffers()),
-        N_("output in eval mode"): out_eval.detach(),
-        _TRAINING_OUTPUT: out_train.detach(),
+        N_("output in eval mode"): out_eval,
+        _TRAINING_OUTPUT: out_train,
     }
 
 

@@ -133,7 +133,7 @@ def _observe_chunked(fn, case):
     current block's scores alive.
     """
     q, k, v, chunk = case.args
-    with torch.no_grad(), TensorMemoryTracker() as tracker:
+    with torch.set_grad_enabled(q.requires_grad), TensorMemoryTracker() as tracker:
         out = fn(q, k, v, chunk)
     full = attention_weight_bytes(q.shape[0], q.shape[1], q.shape[2], k.shape[2], dtype=q.dtype)
     several_chunks = q.shape[2] > chunk

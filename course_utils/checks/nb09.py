@@ -41,8 +41,7 @@ def _block_cases():
 
 
 def _observe_block(candidate, case):
-    with torch.no_grad():
-        return candidate(*case.args)
+    return candidate(*case.args)
 
 
 def _block_post_ln(x, attn, mlp, ln1, ln2):
@@ -141,7 +140,7 @@ def _observe_tied(cls, case):
     g = torch.Generator().manual_seed(vocab_size)
     with torch.no_grad():  # set the embedding to known values: a tied head follows, an untied one does not
         model.token_embedding.weight.copy_(torch.randn(vocab_size, n_embd, generator=g))
-        logits = model(idx)
+    logits = model(idx)
     return {N_("number of parameters"): n_parameters, N_("logits after setting the embedding"): logits}
 
 
