@@ -75,3 +75,100 @@ def test_a_detach_inside_the_block_is_seen_in_the_gradients():
     result = EXERCISES["09.block"].check(block_forward)
     assert result.mistake == "different gradient", result.message
     assert "the signal training sends back" in result.message
+
+
+# --------------------------------------------------------------------------- forbidden calls, however reached
+
+
+def _softmax_routes():
+    import torch.nn.functional as F
+
+    softmax_alias = F.softmax
+
+    def helper(x, dim):
+        return softmax_alias(x, dim)
+
+    return {
+        "F.softmax": lambda x, dim: F.softmax(x, dim=dim),
+        "torch.softmax": lambda x, dim: torch.softmax(x, dim),
+        "Tensor.softmax": lambda x, dim: x.softmax(dim),
+        "nn.Softmax": lambda x, dim: nn.Softmax(dim=dim)(x),
+        "an alias in a helper": lambda x, dim: helper(x, dim),
+        "getattr": lambda x, dim: getattr(torch, "soft" + "max")(x, dim),
+        "log_softmax(...).exp()": lambda x, dim: torch.log_softmax(x, dim).exp(),
+    }
+
+
+@pytest.mark.parametrize("route", sorted(_softmax_routes()))
+def test_softmax_written_with_torchs_softmax_does_not_pass_whatever_the_route(route):
+    result = EXERCISES["01.softmax"].check(_softmax_routes()[route])
+    assert not result.passed and result.kind == "mistake" and result.mistake == "called torch's softmax", f"{route}: {result.message}"
+
+
+def _rope_routes():
+    import course_utils
+    from course_utils import positions
+
+    alias = positions.apply_rope
+
+    def helper(x, p):
+        return alias(x, p)
+
+    return {
+        "direct": lambda x, p: positions.apply_rope(x, p),
+        "an alias in a helper": helper,
+        "getattr": lambda x, p: getattr(positions, "apply_" + "rope")(x, p),
+        "module attribute": lambda x, p: course_utils.positions.apply_rope(x, p),
+    }
+
+
+@pytest.mark.parametrize("route", sorted(_rope_routes()))
+def test_rope_and_alibi_through_the_course_functions_do_not_pass_whatever_the_route(route):
+    from course_utils import positions
+
+    result = EXERCISES["08.rope"].check(_rope_routes()[route])
+    assert not result.passed and result.mistake == "called apply_rope", f"{route}: {result.message}"
+    table = positions.alibi_bias
+
+    def alibi(n_head, length):
+        return table(n_head, length) + 0.0
+
+    result = EXERCISES["08.alibi"].check(alibi)
+    assert not result.passed and result.mistake == "called alibi_bias", result.message
+
+
+def test_the_solutions_that_write_it_themselves_pass():
+    from course_utils.checks import nb08
+
+    def softmax(x, dim):
+        e = torch.exp(x - x.amax(dim=dim, keepdim=True))
+        return e / e.sum(dim=dim, keepdim=True)
+
+    assert EXERCISES["01.softmax"].check(softmax).passed
+    assert EXERCISES["08.rope"].check(lambda x, p: nb08._rope(x, p)).passed
+    assert EXERCISES["08.alibi"].check(lambda n, L: nb08._alibi(n, L)).passed
+
+
+# --------------------------------------------------------------------------- the no-loop rule, however reached
+
+
+def _pair_angles(num_positions, d_model):
+    rows = []
+    for p in range(num_positions):  # the loop, moved into a helper
+        rows.append(torch.arange(0, d_model, 2) * 0 + p)
+    return torch.stack(rows).double()
+
+
+def _table_from_a_looping_helper(num_positions, d_model):
+    p = _pair_angles(num_positions, d_model)  # (P, d/2)
+    angle = p / 10000 ** (torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+    table = torch.empty(num_positions, d_model, dtype=torch.float64)
+    table[:, 0::2], table[:, 1::2] = angle.sin(), angle.cos()
+    return table.float()
+
+
+def test_a_loop_moved_into_a_helper_does_not_pass_the_no_loop_rule():
+    result = EXERCISES["08.sinusoidal"].check(_table_from_a_looping_helper)
+    assert not result.passed and result.mistake == "python loop", result.message
+    assert "a for loop" in result.message and "`_pair_angles`" in result.message
+    assert f"line {inspect.getsourcelines(_pair_angles)[1] + 2}" in result.message
