@@ -172,3 +172,91 @@ def test_a_loop_moved_into_a_helper_does_not_pass_the_no_loop_rule():
     assert not result.passed and result.mistake == "python loop", result.message
     assert "a for loop" in result.message and "`_pair_angles`" in result.message
     assert f"line {inspect.getsourcelines(_pair_angles)[1] + 2}" in result.message
+
+
+# --------------------------------------------------------------------------- 07.chunked_attention: the rules its prompt states
+
+
+def _chunked_freeing_each_block(q, k, v, chunk_size):
+    outputs = []
+    for start in range(0, q.shape[-2], chunk_size):
+        scores = q[..., start : start + chunk_size, :] @ k.transpose(-2, -1) / q.shape[-1] ** 0.5  # (N, h, c, S)
+        weights = scores.softmax(dim=-1)
+        del scores
+        outputs.append(weights @ v)
+    return torch.cat(outputs, dim=-2)
+
+
+def _chunked_into_a_preallocated_output(q, k, v, chunk_size):
+    out = torch.empty_like(q)
+    for start in range(0, q.shape[-2], chunk_size):
+        scores = q[..., start : start + chunk_size, :] @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+        out[..., start : start + chunk_size, :] = torch.softmax(scores, dim=-1) @ v
+    return out
+
+
+def _chunked_sdpa(q, k, v, chunk_size):
+    import torch.nn.functional as F
+
+    return torch.cat([F.scaled_dot_product_attention(q[..., s : s + chunk_size, :], k, v) for s in range(0, q.shape[-2], chunk_size)], dim=-2)
+
+
+@pytest.mark.parametrize("solution", [_chunked_freeing_each_block, _chunked_into_a_preallocated_output, _chunked_sdpa])
+def test_correct_chunked_solutions_pass_on_every_chunk_count_including_two(solution):
+    labels = [case.label for case in EXERCISES["07.chunked_attention"].cases()]
+    assert any("two chunks" in label for label in labels) and any("one chunk" in label for label in labels)
+    result = EXERCISES["07.chunked_attention"].check(solution)
+    assert result.passed, result.message
+
+
+def test_one_unchunked_attention_call_does_not_pass():
+    import torch.nn.functional as F
+
+    result = EXERCISES["07.chunked_attention"].check(lambda q, k, v, c: F.scaled_dot_product_attention(q, k, v))
+    assert result.mistake == "one SDPA call", result.message
+    with torch.nn.attention.sdpa_kernel([torch.nn.attention.SDPBackend.MATH]):  # the learner's switch does not reach the check
+        result = EXERCISES["07.chunked_attention"].check(lambda q, k, v, c: F.scaled_dot_product_attention(q, k, v))
+    assert result.mistake == "one SDPA call", result.message
+
+
+# --------------------------------------------------------------------------- 09.sample: several seeds, the learner's RNG, ties
+
+
+def _sampler(*, generator_used=True, reseed=False, exactly_k=False):
+    import torch.nn.functional as F
+
+    def sample_next(logits, temperature, top_k, generator):
+        if temperature == 0:
+            return logits.argmax(dim=-1, keepdim=True)
+        logits = logits / temperature
+        if top_k is not None:
+            if exactly_k:
+                keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, logits.topk(top_k, dim=-1).indices, True)
+                logits = logits.masked_fill(~keep, float("-inf"))
+            else:
+                logits = logits.masked_fill(logits < logits.topk(top_k, dim=-1).values[:, -1:], float("-inf"))
+        if reseed:
+            torch.manual_seed(0)
+        probs = F.softmax(logits, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator) if generator_used else torch.multinomial(probs, 1)
+
+    return sample_next
+
+
+def test_a_sampler_that_ignores_its_generator_does_not_pass_even_if_it_seeds_0():
+    result = EXERCISES["09.sample"].check(_sampler(generator_used=False, reseed=True))
+    assert result.mistake == "reseeded global generator", result.message
+    result = EXERCISES["09.sample"].check(_sampler(generator_used=False))
+    assert result.mistake == "global generator", result.message
+    assert EXERCISES["09.sample"].check(_sampler()).passed
+
+
+def test_the_top_k_tie_rule_is_checked_on_tied_logits():
+    exercise = EXERCISES["09.sample"]
+    tied = [case for case in exercise.cases() if "ties" in case.label]
+    assert tied
+    logits, _t, k = tied[0].args
+    kth = logits.topk(k, dim=-1).values[:, -1:]
+    assert ((logits >= kth).sum(dim=-1) > k).any(), "no row keeps more than k tokens: the case shows no tie"
+    result = exercise.check(_sampler(exactly_k=True))
+    assert result.mistake == "exactly k kept" and "tied" in result.message, result.message

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..gpt import CausalSelfAttention, sample_next_token
 from ..i18n import N_
+from . import isolation
 from .core import Case, Exercise, Mistake, register
 
 # --------------------------------------------------------------------------- 09.block
@@ -210,26 +211,51 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, gen
 def _sample_cases():
     g = torch.Generator().manual_seed(10)
     logits = torch.randn(300, 8, generator=g) * 2.0  # (B, V)
+    tied = torch.randint(0, 4, (200, 9), generator=g).float()  # (B, V): whole numbers, so the k-th largest is often tied
     return [
         Case(N_("temperature=1.0, top_k=None"), (logits, 1.0, None)),
         Case(N_("temperature=0.5, top_k=3"), (logits, 0.5, 3)),
         Case(N_("temperature=2.0, top_k=5"), (logits, 2.0, 5)),
         Case(N_("temperature=0 (greedy), top_k=None"), (logits, 0.0, None)),
+        Case(N_("logits with ties at the k-th largest, temperature=1.0, top_k=2"), (tied, 1.0, 2)),
     ]
 
 
+#: The seeds of the candidate's generator; torch's global generator is seeded differently each time.
+SAMPLE_SEEDS = (0, 1, 2)
+FROM_GENERATOR = N_("the draws come from `generator` (not from torch's global random state)")
+
+
 def _observe_sample(candidate, case):
+    """The tokens drawn with generators seeded 0, 1, 2, and whether `generator` (and nothing else) decides them.
+
+    Before each call torch's global generator is seeded with another number, so a candidate
+    that draws from it, or reseeds it, draws differently from the reference.
+    """
     logits, temperature, top_k = case.args
-    return candidate(logits, temperature, top_k, torch.Generator().manual_seed(0))  # the same draws for everybody
+    draws = []
+    for seed in SAMPLE_SEEDS + (0,):
+        isolation.reseed(1000 + len(draws))
+        draws.append(candidate(logits, temperature, top_k, torch.Generator().manual_seed(seed)))
+    *draws, again = draws
+    tokens = {N_("tokens drawn with generator seeded {seed}").format(seed=seed): d for seed, d in zip(SAMPLE_SEEDS, draws)}
+    if all(isinstance(d, torch.Tensor) for d in (*draws, again)) and len({(d.shape, d.dtype) for d in (*draws, again)}) == 1:
+        if not torch.equal(draws[0], again):  # the same generator seed, another global state: other draws
+            return {FROM_GENERATOR: False}
+        if temperature != 0 and all(torch.equal(draws[0], d) for d in draws[1:]):  # the generator's seed changes nothing
+            return {FROM_GENERATOR: False} | tokens
+    return {FROM_GENERATOR: True} | tokens
 
 
 def _sample(logits, temperature, top_k, generator, *, scale="divide", keep="largest", fill=float("-inf"), strict=True,
-            greedy_at_zero=True, dim=-1, always_greedy=False):
+            greedy_at_zero=True, dim=-1, always_greedy=False, global_rng=False):
     if always_greedy or (greedy_at_zero and temperature == 0):
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits / temperature if scale == "divide" else logits * temperature
     if top_k is not None:
-        if keep == "largest":
+        if keep == "exactly k":
+            drop = ~torch.zeros_like(logits, dtype=torch.bool).scatter(-1, torch.topk(logits, top_k, dim=-1).indices, True)
+        elif keep == "largest":
             kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
             drop = logits < kth if strict else logits <= kth
         else:
@@ -237,6 +263,10 @@ def _sample(logits, temperature, top_k, generator, *, scale="divide", keep="larg
             drop = logits > kth
         logits = logits.masked_fill(drop, fill)
     probs = F.softmax(logits, dim=dim)
+    if global_rng:
+        if global_rng == "reseeded":
+            torch.manual_seed(0)
+        return torch.multinomial(probs, num_samples=1)
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
@@ -262,6 +292,16 @@ register(
                     "vocabulary must sum to 1, dim=-1"), lambda lo, t, k, g: _sample(lo, t, k, g, dim=0)),
             Mistake("always greedy", N_("you always took the argmax: sample with torch.multinomial unless the temperature is 0"),
                     lambda lo, t, k, g: _sample(lo, t, k, g, always_greedy=True)),
+            Mistake("exactly k kept", N_("you kept exactly k tokens (torch.topk's indices), dropping some tied with the k-th largest "
+                    "logit; the rule keeps every token tied with it: set to -inf only the logits strictly below it"),
+                    lambda lo, t, k, g: _sample(lo, t, k, g, keep="exactly k")),
+            Mistake("global generator", N_("your draws do not come from `generator`: they follow torch's global random state, "
+                    "so they change with whatever ran before; pass generator=generator to torch.multinomial"),
+                    lambda lo, t, k, g: _sample(lo, t, k, g, global_rng="global")),
+            Mistake("reseeded global generator", N_("your draws do not come from `generator`: you seed torch's global generator inside "
+                    "your function (torch.manual_seed), so every seed of `generator` gives the same tokens; pass "
+                    "generator=generator to torch.multinomial and seed nothing"),
+                    lambda lo, t, k, g: _sample(lo, t, k, g, global_rng="reseeded")),
         ],
         minutes=10,
         difficulty=2,
