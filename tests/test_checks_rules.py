@@ -260,3 +260,50 @@ def test_the_top_k_tie_rule_is_checked_on_tied_logits():
     assert ((logits >= kth).sum(dim=-1) > k).any(), "no row keeps more than k tokens: the case shows no tie"
     result = exercise.check(_sampler(exactly_k=True))
     assert result.mistake == "exactly k kept" and "tied" in result.message, result.message
+
+
+# --------------------------------------------------------------------------- sizes: pairwise distinct in every case
+
+
+def _sizes(value, shapes, numbers):
+    """Collect each tensor's dimensions (above 1) and the whole-number arguments (above 1) a case shows."""
+    if isinstance(value, torch.Tensor):
+        shapes.append(tuple(s for s in value.shape if s > 1))
+    elif isinstance(value, int) and not isinstance(value, bool):
+        numbers.extend([value] if value > 1 else [])
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            _sizes(v, shapes, numbers)
+
+
+def _repeats(shape):
+    """Sizes that repeat within one tensor, a square trailing pair (an (L, L) mask, an (E, E) weight) aside."""
+    core = shape[:-2] + shape[-1:] if len(shape) >= 2 and shape[-1] == shape[-2] else shape
+    return [d for d in set(core) if core.count(d) > 1]
+
+
+#: Cases where a whole number equals a tensor's size because it IS that size (same role), with the reason.
+SAME_ROLE = {
+    "02.mlp": "sizes[0] is x's width, and two hidden layers may have one width",
+    "03.head": "block_size and n_embd are x's length and width in the full-length case",
+    "06.dense_head": "max_len equals the length in the full-length case (another case is shorter)",
+    "06.random_head": "max_len equals the length in the full-length case (another case is shorter)",
+    "10.cache_bytes": "a product of its arguments: the order of the factors cannot show",
+}
+
+
+def _clashes(ex_id, case):
+    shapes, numbers = [], []
+    _sizes(list(case.args) + list(case.kwargs.values()), shapes, numbers)
+    found = [(shape, _repeats(shape)) for shape in shapes if _repeats(shape)]
+    if ex_id not in SAME_ROLE:
+        found += [("numbers", n) for n in set(numbers) if numbers.count(n) > 1]
+        found += [("number and size", n) for n in set(numbers) if any(n in shape for shape in shapes)]
+    return found
+
+
+@pytest.mark.parametrize("ex_id", EXERCISE_IDS)
+def test_every_case_has_pairwise_distinct_sizes(ex_id):
+    """Batch, heads, lengths and widths differ in every case, so that a transposed or mis-viewed axis always shows."""
+    bad = {case.label: _clashes(ex_id, case) for case in EXERCISES[ex_id].cases() if _clashes(ex_id, case)}
+    assert not bad, f"{ex_id}: sizes that repeat within a case: {bad}"

@@ -31,8 +31,8 @@ def _append_cases():
     return [
         Case(N_("one decoding step: past (2, 3, 4, 5), new (2, 3, 1, 5)"), (torch.randn(2, 3, 4, 5, generator=g), torch.randn(2, 3, 1, 5, generator=g))),
         Case(N_("the first call (the prompt): past None, new (2, 3, 4, 5)"), (None, torch.randn(2, 3, 4, 5, generator=g))),
-        Case(N_("two new tokens: past (1, 2, 3, 4), new (1, 2, 2, 4), float64"),
-             (torch.randn(1, 2, 3, 4, generator=g, dtype=torch.float64), torch.randn(1, 2, 2, 4, generator=g, dtype=torch.float64))),
+        Case(N_("two new tokens: past (1, 3, 5, 4), new (1, 3, 2, 4), float64"),
+             (torch.randn(1, 3, 5, 4, generator=g, dtype=torch.float64), torch.randn(1, 3, 2, 4, generator=g, dtype=torch.float64))),
     ]
 
 
@@ -129,9 +129,9 @@ register(
 def _repeat_cases():
     g = torch.Generator().manual_seed(11)
     return [
-        Case(N_("2 key/value heads for 6 query heads: x (2, 2, 3, 4), n_rep=3"), (torch.randn(2, 2, 3, 4, generator=g), 3)),
+        Case(N_("3 key/value heads for 6 query heads: x (4, 3, 5, 6), n_rep=2"), (torch.randn(4, 3, 5, 6, generator=g), 2)),
         Case(N_("multi-query: x (1, 1, 5, 2), n_rep=4"), (torch.randn(1, 1, 5, 2, generator=g), 4)),
-        Case(N_("3 key/value heads for 6 query heads, float64: x (1, 3, 2, 3), n_rep=2"), (torch.randn(1, 3, 2, 3, generator=g, dtype=torch.float64), 2)),
+        Case(N_("2 key/value heads for 8 query heads, float64: x (1, 2, 5, 3), n_rep=4"), (torch.randn(1, 2, 5, 3, generator=g, dtype=torch.float64), 4)),
     ]
 
 
