@@ -59,9 +59,16 @@ def test_every_differentiable_result_has_its_gradients_checked(ex_id):
         f"{ex_id}: gradients {'not ' if ex_id not in NOT_DIFFERENTIABLE else ''}checked")
 
 
+def _written_out(ex_id):
+    """The reference, or for an exercise that forbids calling the course's function, an equivalent that does not."""
+    from course_utils.checks import nb08
+
+    return {"08.rope": lambda x, p: nb08._rope(x, p)}.get(ex_id, EXERCISES[ex_id].reference)
+
+
 @pytest.mark.parametrize("ex_id", sorted(set(EXERCISE_IDS) - NOT_DIFFERENTIABLE))
 def test_a_detached_output_is_named_in_plain_words(ex_id):
-    result = EXERCISES[ex_id].check(_with_detached_output(EXERCISES[ex_id].reference))
+    result = EXERCISES[ex_id].check(_with_detached_output(_written_out(ex_id)))
     assert not result.passed and result.mistake == "cut off from training", f"{ex_id}: {result.message}"
     assert "training could not learn anything through it" in result.message and ".detach()" in result.message
     assert "autograd" not in result.message and "grad_fn" not in result.message
@@ -307,3 +314,77 @@ def test_every_case_has_pairwise_distinct_sizes(ex_id):
     """Batch, heads, lengths and widths differ in every case, so that a transposed or mis-viewed axis always shows."""
     bad = {case.label: _clashes(ex_id, case) for case in EXERCISES[ex_id].cases() if _clashes(ex_id, case)}
     assert not bad, f"{ex_id}: sizes that repeat within a case: {bad}"
+
+
+# --------------------------------------------------------------------------- messages that name the mistake made
+
+
+def test_celu_and_selu_are_named_as_pytorchs_own_elu():
+    import torch.nn.functional as F
+
+    for candidate in (lambda x, alpha=1.0: F.celu(x, alpha), lambda x, alpha=1.0: F.selu(x), lambda x, alpha=1.0: nn.ELU(alpha)(x)):
+        result = EXERCISES["01.elu"].check(candidate)
+        assert result.mistake == "called torch's ELU", result.message
+        assert "you called PyTorch's own ELU" in result.message
+
+
+def test_an_explicit_dim_0_is_named_as_dim_0():
+    from course_utils.checks.nb06 import DenseSynthesizerHead
+
+    class DimZero(DenseSynthesizerHead):
+        def forward(self, x, causal=False):
+            L = x.shape[1]
+            logits = self.linear2(torch.relu(self.linear1(x)))[..., :L]
+            if causal:
+                logits = logits.masked_fill(torch.ones(L, L, dtype=torch.bool).triu(1), float("-inf"))
+            weights = torch.softmax(logits, dim=0)
+            return weights @ self.value(x), weights
+
+    result = EXERCISES["06.dense_head"].check(DimZero)
+    assert result.mistake == "softmax over dim 0" and "dim=0" in result.message and "written as dim=0" in result.message
+
+
+def test_tied_weights_through_a_new_parameter_are_not_blamed_on_data():
+    from course_utils.checks.nb09 import TiedBigramLM
+
+    class NewParameter(TiedBigramLM):
+        def __init__(self, vocab_size, n_embd):
+            nn.Module.__init__(self)
+            self.token_embedding = nn.Embedding(vocab_size, n_embd)
+            self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+            self.lm_head.weight = nn.Parameter(self.token_embedding.weight)  # no .data anywhere
+
+    result = EXERCISES["09.tied_lm"].check(NewParameter)
+    assert result.mistake == "shared storage, two parameters", result.message
+    assert "you shared the storage through .data" not in result.message and "two Parameter objects" in result.message
+
+
+def test_a_head_without_super_init_and_a_head_with_an_inverted_mask_are_named():
+    from course_utils.checks.nb03 import Head
+
+    class NoSuper(Head):
+        def __init__(self, n_embd, head_size, block_size, dropout=0.0):
+            self.key = nn.Linear(n_embd, head_size, bias=False)
+
+    result = EXERCISES["03.head"].check(NoSuper)
+    assert result.mistake == "no super().__init__()", result.message
+
+    class Inverted(Head):
+        def forward(self, x):
+            B, T, C = x.shape
+            k, q, v = self.key(x), self.query(x), self.value(x)
+            wei = (q @ k.transpose(-2, -1) * k.shape[-1] ** -0.5).masked_fill(self.tril[:T, :T] == 1, float("-inf"))
+            return self.dropout(torch.softmax(wei, dim=-1)) @ v
+
+    result = EXERCISES["03.head"].check(Inverted)
+    assert result.mistake == "inverted mask", result.message
+
+
+def test_a_difference_shows_enough_digits_to_be_seen():
+    from course_utils.checks.core import _significant
+
+    assert (_significant(0.62621, 0.62624), _significant(0.62624, 0.62621)) == ("0.62621", "0.62624")
+    assert _significant(0.5, 0.25) == "0.5" and _significant(1.0, 1.0 + 1e-12) == "1"
+    result = EXERCISES["00.center"].check(lambda x: x - x.mean() + 1e-4)
+    yours, expected = result.message.split("yours ")[1].split(", expected ")
+    assert yours != expected.rstrip(").")

@@ -53,7 +53,9 @@ def _observe_softmax(candidate, case):
     spy = _KernelSpy(_TORCH_SOFTMAX_KERNELS)
     with spy:
         y = candidate(*case.args, **dict(case.kwargs))
-    return {_TORCH_SOFTMAX: "called" if spy.called else "not called", N_("output"): y}
+    if spy.called:  # the output does not matter then: whatever the route, the exercise was to write it
+        return {_TORCH_SOFTMAX: "called"}
+    return {_TORCH_SOFTMAX: "not called", N_("output"): y}
 
 
 def _softmax_cases():
@@ -160,8 +162,9 @@ def _observe_elu(candidate, case):
     spy = _KernelSpy(_TORCH_ELU_KERNELS)
     with spy:
         observed = _observe_value_and_grad(candidate, case)
-    called = f"called ({', '.join(sorted(spy.called))})" if spy.called else "not called"
-    return {_TORCH_ELU: called} | observed
+    if spy.called:  # the outputs do not matter then: whichever kernel it was, the exercise was to write it
+        return {_TORCH_ELU: "called"}
+    return {_TORCH_ELU: "not called"} | observed
 
 
 def _elu_cases():

@@ -185,8 +185,10 @@ register(
                     _Untied),
             Mistake("copied once", N_("you COPIED the embedding into the head once: the two separate parameters drift apart as soon "
                     "as either changes; assign the Parameter itself, self.lm_head.weight = self.token_embedding.weight"), _CopiedOnce),
-            Mistake("shared .data, two parameters", N_("you shared the storage through .data, but the model still has two Parameter "
-                    "objects (counted twice, each with its own gradient and optimizer state): assign the Parameter itself"),
+            Mistake("shared storage, two parameters", N_("the head follows the embedding, but the model has two Parameter objects "
+                    "that share one storage (as `.data = ...` or nn.Parameter(self.token_embedding.weight) make): they are "
+                    "counted twice and each gets its own gradient and optimizer state; assign the Parameter itself, "
+                    "self.lm_head.weight = self.token_embedding.weight"),
                     _DataShared),
             Mistake("head with a bias", N_("your LM head has a bias (vocab_size extra parameters): build it with bias=False"),
                     _TiedWithBias),
