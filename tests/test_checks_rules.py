@@ -18,7 +18,7 @@ NOT_DIFFERENTIABLE = {
     "01.elu", "01.hardsigmoid",  # the observation holds the gradient itself
     "02.centering",  # the observation says whether the output is differentiable
     "02.record_activations", "04.merge_masks", "05.causal_mask", "07.fit_exponent", "07.weight_bytes", "08.alibi",
-    "08.sinusoidal", "09.sample", "10.cache_bytes", "10.sliding_window",
+    "08.sinusoidal", "09.sample", "10.cache_bytes", "10.cached_generate", "10.sliding_window",
 }
 
 
@@ -388,3 +388,51 @@ def test_a_difference_shows_enough_digits_to_be_seen():
     result = EXERCISES["00.center"].check(lambda x: x - x.mean() + 1e-4)
     yours, expected = result.message.split("yours ")[1].split(", expected ")
     assert yours != expected.rstrip(").")
+
+
+# --------------------------------------------------------------------------- the difficulty-3 exercises
+
+
+def test_cached_generation_equals_recomputation_and_fills_the_cache():
+    from course_utils.checks import nb10
+
+    exercise = EXERCISES["10.cached_generate"]
+    for case in exercise.cases():
+        cached, recomputed = exercise.observe(nb10.cached_generate, case), exercise.observe(nb10._recompute, case)
+        config, idx, new = case.args
+        assert torch.equal(cached["tokens"], recomputed["tokens"]) and cached["tokens"].shape == (idx.shape[0], idx.shape[1] + new)
+        assert cached[nb10.FED_KEY] == idx.shape[1] + new - 1
+        head_dim = config["n_embd"] // config["n_head"]
+        kv_heads = config.get("n_kv_head", config["n_head"])
+        assert cached[nb10.CACHE_KEY] == [(idx.shape[0], kv_heads, idx.shape[1] + new - 1, head_dim)] * config["n_layer"]
+
+
+def test_online_attention_equals_sdpa_and_never_holds_the_whole_matrix():
+    import torch.nn.functional as F
+
+    exercise = EXERCISES["07.online_attention"]
+    for case in exercise.cases():
+        q, k, v, block = case.args
+        assert torch.allclose(exercise.reference(q, k, v, block), F.scaled_dot_product_attention(q, k, v), atol=1e-5)
+        observed = exercise.observe(exercise.reference, case)
+        assert all(value is True for key, value in observed.items() if key != "output")
+    result = exercise.check(lambda q, k, v, b: F.scaled_dot_product_attention(q, k, v))
+    assert result.mistake == "SDPA", result.message
+
+
+def test_the_language_model_loss_equals_the_gpts_own_loss():
+    from course_utils.gpt import GPT
+
+    torch.manual_seed(0)
+    model = GPT(vocab_size=11, block_size=8, n_embd=8, n_head=2, n_layer=1)
+    tokens = torch.randint(0, 11, (3, 8))
+    logits, _ = model(tokens)
+    targets = torch.cat([tokens[:, 1:], torch.full((3, 1), -100)], dim=1)  # the GPT's convention: -100 = no loss
+    _, loss = model(tokens, targets)
+    assert torch.allclose(EXERCISES["09.lm_loss"].reference(logits, tokens, -100), loss)
+
+
+def test_at_least_three_exercises_of_difficulty_3_with_their_minutes():
+    hard = {ex_id for ex_id, exercise in EXERCISES.items() if exercise.difficulty == 3}
+    assert {"07.online_attention", "09.lm_loss", "10.cached_generate"} <= hard
+    assert all(EXERCISES[ex_id].minutes >= 15 for ex_id in hard)

@@ -249,3 +249,125 @@ register(
         difficulty=2,
     )
 )
+
+# ------------------------------------------------------------------ 07.online_attention
+
+
+def online_attention(q, k, v, block_size):
+    """Exact softmax attention in ONE pass over blocks of keys, with an online softmax (reference for 07.online_attention).
+
+    FlashAttention's recurrence: for each block of ``block_size`` keys, the (N, h, L, block_size)
+    scores update a running maximum ``m``, a running sum ``l`` of exponentials and an unnormalised
+    output ``acc``; what was accumulated under the old maximum is rescaled by ``exp(m_old - m_new)``.
+    No (L, S) matrix ever exists.
+
+    Shape:
+        - q: :math:`(N, h, L, d)`; k, v: :math:`(N, h, S, d)`; output: :math:`(N, h, L, d)`.
+    """
+    N, h, L, d = q.shape
+    m = torch.full((N, h, L, 1), float("-inf"), dtype=q.dtype)  # (N, h, L, 1): the largest score so far
+    l = torch.zeros(N, h, L, 1, dtype=q.dtype)  # (N, h, L, 1): the sum of exp(score - m) so far
+    acc = torch.zeros(N, h, L, d, dtype=q.dtype)  # (N, h, L, d): the sum of exp(score - m) * value so far
+    for start in range(0, k.shape[-2], block_size):
+        scores = q @ k[..., start : start + block_size, :].transpose(-2, -1) / math.sqrt(d)  # (N, h, L, b)
+        m_new = torch.maximum(m, scores.amax(dim=-1, keepdim=True))  # (N, h, L, 1)
+        rescale = torch.exp(m - m_new)  # (N, h, L, 1): old sums were taken under the old maximum
+        p = torch.exp(scores - m_new)  # (N, h, L, b)
+        l = l * rescale + p.sum(dim=-1, keepdim=True)
+        acc = acc * rescale + p @ v[..., start : start + block_size, :]  # (N, h, L, d)
+        m = m_new
+    return acc / l  # (N, h, L, d)
+
+
+def _online_cases():
+    g = torch.Generator().manual_seed(17)
+
+    def qkv(N, h, L, S, d, scale=1.0):
+        return (torch.randn(N, h, L, d, generator=g) * scale, torch.randn(N, h, S, d, generator=g) * scale,
+                torch.randn(N, h, S, d, generator=g))
+
+    # S > L in every case with several blocks, so that a (N, h, L, S) matrix is bigger than any (N, h, L, block_size) tile.
+    return [
+        Case(N_("q (2, 3, 5, 4), k and v (2, 3, 40, 4), block_size=8"), (*qkv(2, 3, 5, 40, 4), 8)),
+        Case(N_("q (1, 2, 6, 8), k and v (1, 2, 50, 8), block_size=16 (the last block has 2 keys)"), (*qkv(1, 2, 6, 50, 8), 16)),
+        Case(N_("large scores: q and k times 30, q (3, 1, 4, 6), k and v (3, 1, 36, 6), block_size=5"),
+             (*qkv(3, 1, 4, 36, 6, scale=30.0), 5)),
+        Case(N_("q (2, 1, 7, 3), k and v (2, 1, 9, 3), block_size=12 (one block holds every key)"), (*qkv(2, 1, 7, 9, 3), 12)),
+    ]
+
+
+TILE_KEY = N_("no score tensor bigger than one (N, h, L, block_size) tile")
+
+
+def _observe_online(fn, case):
+    """The output, whether no score-like tensor exceeded one tile, and whether no attention operator did the work."""
+    q, k, v, block = case.args
+    N, h, L, d = q.shape
+    spy = _BlockSpy(d)
+    with torch.set_grad_enabled(q.requires_grad), spy:
+        out = fn(q, k, v, block)
+    return {
+        N_("output"): out,
+        TILE_KEY: spy.largest <= N * h * L * min(block, k.shape[2]),
+        N_("no attention function (F.scaled_dot_product_attention...) called"): spy.most_queries == 0,
+    }
+
+
+def _online(q, k, v, block_size, *, rescale=True, subtract_max=True, scale=True, each_block_normalised=False, last_block=True,
+            rescale_sum_only=False):
+    N, h, L, d = q.shape
+    S = k.shape[-2]
+    m = torch.full((N, h, L, 1), float("-inf"), dtype=q.dtype)
+    l = torch.zeros(N, h, L, 1, dtype=q.dtype)
+    acc = torch.zeros(N, h, L, d, dtype=q.dtype)
+    stop = S if last_block else S - S % block_size if S % block_size else S - block_size
+    for start in range(0, max(stop, 1), block_size):
+        scores = q @ k[..., start : start + block_size, :].transpose(-2, -1) / (math.sqrt(d) if scale else 1.0)
+        if each_block_normalised:
+            acc = acc + torch.softmax(scores, dim=-1) @ v[..., start : start + block_size, :]
+            continue
+        m_new = torch.maximum(m, scores.amax(dim=-1, keepdim=True)) if subtract_max else torch.zeros_like(m)
+        factor = torch.exp(m - m_new) if subtract_max else torch.ones_like(m)
+        p = torch.exp(scores - m_new)
+        l = (l * factor if rescale else l) + p.sum(dim=-1, keepdim=True)
+        acc = (acc * factor if rescale and not rescale_sum_only else acc) + p @ v[..., start : start + block_size, :]
+        m = m_new
+    return acc if each_block_normalised else acc / l
+
+
+def _online_sdpa(q, k, v, block_size):
+    return F.scaled_dot_product_attention(q, k, v)
+
+
+register(
+    Exercise(
+        id="07.online_attention",
+        title=N_("One FlashAttention-style pass: an online softmax over blocks of keys"),
+        reference=online_attention,
+        cases=_online_cases,
+        observe=_observe_online,
+        mistakes=[
+            Mistake("no rescaling", N_("when the running maximum grows you did not rescale what was already summed: multiply both l "
+                    "and acc by exp(m_old - m_new) before adding the new block"), lambda q, k, v, b: _online(q, k, v, b, rescale=False)),
+            Mistake("only l rescaled", N_("you rescaled the running sum l but not the accumulated output acc: both were summed under "
+                    "the old maximum, so both get the factor exp(m_old - m_new)"),
+                    lambda q, k, v, b: _online(q, k, v, b, rescale_sum_only=True)),
+            Mistake("no running maximum", N_("you exponentiated the raw scores: with large scores exp overflows to inf (inf/inf = NaN); "
+                    "keep a running maximum m and exponentiate scores - m"), lambda q, k, v, b: _online(q, k, v, b, subtract_max=False)),
+            Mistake("softmax per block", N_("you soft-maxed each block of keys on its own and added the results: each block's "
+                    "weights then sum to 1, so the output sums several attentions; carry m and l across blocks and divide "
+                    "once at the end"), lambda q, k, v, b: _online(q, k, v, b, each_block_normalised=True)),
+            Mistake("not scaled", N_("you forgot to divide the scores by sqrt(d)"), lambda q, k, v, b: _online(q, k, v, b, scale=False)),
+            Mistake("last block dropped", N_("the last, shorter block of keys is missing: range(0, S, block_size) covers every key"),
+                    lambda q, k, v, b: _online(q, k, v, b, last_block=False)),
+            Mistake("whole matrix", N_("the output is right, but your code built the whole (N, h, L, S) score matrix: compute "
+                    "the scores of block_size keys at a time and fold each block into m, l and acc"), _naive),
+            Mistake("SDPA", N_("the output is right, but you called an attention function (F.scaled_dot_product_attention): "
+                    "the exercise is to write the online softmax yourself"), _online_sdpa),
+        ],
+        atol=1e-5,
+        rtol=1e-4,
+        minutes=25,
+        difficulty=3,
+    )
+)

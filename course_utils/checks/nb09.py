@@ -309,3 +309,104 @@ register(
         difficulty=2,
     )
 )
+
+# --------------------------------------------------------------------------- 09.lm_loss
+
+
+def lm_loss(logits: torch.Tensor, tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Reference for 09.lm_loss: the mean cross-entropy of each position predicting the NEXT token.
+
+    Position t's logits score token t + 1; the last position has no next token, and positions
+    whose next token is ``pad_id`` do not count.
+
+    Shape:
+        - logits: :math:`(B, T, V)`; tokens: :math:`(B, T)`; output: a scalar
+    """
+    B, T, V = logits.shape
+    predictions = logits[:, :-1].reshape(B * (T - 1), V)  # (B*(T-1), V): positions 0 .. T-2
+    targets = tokens[:, 1:].reshape(B * (T - 1))  # (B*(T-1),): tokens 1 .. T-1, the next token of each
+    return F.cross_entropy(predictions, targets, ignore_index=pad_id)
+
+
+def _lm_cases():
+    g = torch.Generator().manual_seed(12)
+
+    def case(label, B, T, V, pad_id, padded):
+        logits = torch.randn(B, T, V, generator=g) * 2.0  # (B, T, V)
+        tokens = torch.randint(0, V, (B, T), generator=g)  # (B, T)
+        tokens = tokens.masked_fill(tokens == pad_id, (pad_id + 1) % V)  # pad only where a case puts it
+        for row, length in padded:  # a shorter sequence, padded at its end
+            tokens[row, length:] = pad_id
+        return Case(label, (logits, tokens, pad_id))
+
+    return [
+        case(N_("logits (2, 7, 11), no padding, pad_id=0"), 2, 7, 11, 0, []),
+        case(N_("logits (3, 5, 13), the second sequence padded after 2 tokens, pad_id=4"), 3, 5, 13, 4, [(1, 2)]),
+        case(N_("logits (4, 9, 6), two sequences padded, pad_id=5"), 4, 9, 6, 5, [(0, 6), (3, 3)]),
+    ]
+
+
+def _lm(logits, tokens, pad_id, *, shift="next", reduction="mean", ignore=True, wrap=False, transpose=False, probabilities=False):
+    B, T, V = logits.shape
+    if wrap:  # every position predicts the next one, the last one "predicting" the first
+        predictions, targets = logits, tokens.roll(-1, dims=1)
+    elif shift == "next":
+        predictions, targets = logits[:, :-1], tokens[:, 1:]
+    elif shift == "none":
+        predictions, targets = logits, tokens
+    else:  # "previous": position t + 1's logits scored against token t
+        predictions, targets = logits[:, 1:], tokens[:, :-1]
+    if transpose:  # flattened time-major for the logits, batch-major for the targets
+        predictions = predictions.transpose(0, 1)
+    predictions = predictions.reshape(-1, V)
+    if probabilities:
+        predictions = F.softmax(predictions, dim=-1)
+    return F.cross_entropy(predictions, targets.reshape(-1), ignore_index=pad_id if ignore else -100, reduction=reduction)
+
+
+def _lm_no_flatten(logits, tokens, pad_id):
+    return F.cross_entropy(logits[:, :-1], tokens[:, 1:], ignore_index=pad_id)
+
+
+def _lm_mean_of_sequence_means(logits, tokens, pad_id):
+    losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), tokens[:, 1:], ignore_index=pad_id, reduction="none")  # (B, T-1)
+    counted = (tokens[:, 1:] != pad_id).float()
+    return ((losses * counted).sum(dim=1) / counted.sum(dim=1)).mean()
+
+
+register(
+    Exercise(
+        id="09.lm_loss",
+        title=N_("The language-model loss: each position predicts the next token"),
+        reference=lm_loss,
+        cases=_lm_cases,
+        mistakes=[
+            Mistake("no shift", N_("you scored each position against its OWN token (no shift): position t must predict token t + 1, "
+                    "so pair logits[:, :-1] with tokens[:, 1:]"), lambda lo, tk, p: _lm(lo, tk, p, shift="none")),
+            Mistake("shifted the wrong way", N_("you shifted the wrong way (logits[:, 1:] against tokens[:, :-1]): each position "
+                    "would predict the token BEFORE it; pair logits[:, :-1] with tokens[:, 1:]"),
+                    lambda lo, tk, p: _lm(lo, tk, p, shift="previous")),
+            Mistake("wrapped around", N_("the last position has no next token, but you gave it one (tokens.roll(-1) makes it "
+                    "predict the first token): drop the last position, logits[:, :-1] with tokens[:, 1:]"),
+                    lambda lo, tk, p: _lm(lo, tk, p, wrap=True)),
+            Mistake("padding counted", N_("the padded positions count in your loss: pass ignore_index=pad_id to F.cross_entropy, "
+                    "so that predicting a pad token costs nothing and the mean runs over the real tokens only"),
+                    lambda lo, tk, p: _lm(lo, tk, p, ignore=False)),
+            Mistake("sum, not mean", N_("you summed the losses (reduction='sum'); the loss is their MEAN over the counted positions, "
+                    "so that it does not grow with the batch or the length"), lambda lo, tk, p: _lm(lo, tk, p, reduction="sum")),
+            Mistake("mixed-up flattening", N_("your logits and targets are flattened in different orders (one batch-major, the other "
+                    "time-major after a transpose), so each prediction is scored against another position's token: reshape "
+                    "both straight from (B, T - 1, ...)"), lambda lo, tk, p: _lm(lo, tk, p, transpose=True)),
+            Mistake("softmax first", N_("you passed probabilities to F.cross_entropy, which applies log-softmax itself: pass the "
+                    "raw logits"), lambda lo, tk, p: _lm(lo, tk, p, probabilities=True)),
+            Mistake("vocabulary not on dim 1", N_("F.cross_entropy wants the classes on dim 1: (N, V) logits with (N,) targets, or "
+                    "(B, V, T) with (B, T); flatten to (B * (T - 1), V) and (B * (T - 1),)"), _lm_no_flatten),
+            Mistake("mean of sequence means", N_("you averaged each sequence's loss, then the sequences: a short, padded sequence "
+                    "then weighs as much as a long one; take one mean over every counted position"), _lm_mean_of_sequence_means),
+        ],
+        atol=1e-5,
+        rtol=1e-4,
+        minutes=15,
+        difficulty=3,
+    )
+)
