@@ -223,8 +223,9 @@ def _sample_cases():
     ]
 
 
-#: The seeds of the candidate's generator; torch's global generator is seeded differently each time.
-SAMPLE_SEEDS = (0, 1, 2)
+#: The seeds of the candidate's generator (and the key of each one's tokens); torch's global generator is seeded differently each time.
+SAMPLE_SEEDS = {0: N_("tokens drawn with generator seeded 0"), 1: N_("tokens drawn with generator seeded 1"),
+                2: N_("tokens drawn with generator seeded 2")}
 FROM_GENERATOR = N_("the draws come from `generator` (not from torch's global random state)")
 
 
@@ -236,11 +237,11 @@ def _observe_sample(candidate, case):
     """
     logits, temperature, top_k = case.args
     draws = []
-    for seed in SAMPLE_SEEDS + (0,):
+    for seed in (*SAMPLE_SEEDS, 0):
         isolation.reseed(1000 + len(draws))
         draws.append(candidate(logits, temperature, top_k, torch.Generator().manual_seed(seed)))
     *draws, again = draws
-    tokens = {N_("tokens drawn with generator seeded {seed}").format(seed=seed): d for seed, d in zip(SAMPLE_SEEDS, draws)}
+    tokens = {SAMPLE_SEEDS[seed]: d for seed, d in zip(SAMPLE_SEEDS, draws)}
     if all(isinstance(d, torch.Tensor) for d in (*draws, again)) and len({(d.shape, d.dtype) for d in (*draws, again)}) == 1:
         if not torch.equal(draws[0], again):  # the same generator seed, another global state: other draws
             return {FROM_GENERATOR: False}
