@@ -436,3 +436,22 @@ def test_at_least_three_exercises_of_difficulty_3_with_their_minutes():
     hard = {ex_id for ex_id, exercise in EXERCISES.items() if exercise.difficulty == 3}
     assert {"07.online_attention", "09.lm_loss", "10.cached_generate"} <= hard
     assert all(EXERCISES[ex_id].minutes >= 15 for ex_id in hard)
+
+
+def test_hardsigmoid_prompt_and_contract_agree_with_pytorchs_backward():
+    """PyTorch's hardsigmoid_backward gives 0 at x = -3 and 3 (the kinks belong to the flat pieces); clamp gives 1/6."""
+    import json
+    from pathlib import Path
+
+    import torch.nn.functional as F
+
+    x = torch.tensor([-3.0, 3.0], requires_grad=True)
+    (torch_grad,) = torch.autograd.grad(F.hardsigmoid(x).sum(), x)
+    (clamp_grad,) = torch.autograd.grad(torch.clamp(x / 6 + 0.5, 0, 1).sum(), x)
+    assert torch_grad.tolist() == [0.0, 0.0] and torch.allclose(clamp_grad, torch.full((2,), 1 / 6))
+    result = EXERCISES["01.hardsigmoid"].check(lambda x: torch.clamp(x / 6 + 0.5, 0, 1))
+    assert result.mistake == "gradient at the kinks", result.message
+    notebook = Path(__file__).resolve().parent.parent / "notebooks" / "01_activation_functions.ipynb"
+    prompt = next("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"]
+                  if "".join(c["source"]).startswith("### Exercise 01.hardsigmoid"))
+    assert "(or `clamp`)" not in prompt and "so it does not pass" in prompt
