@@ -384,9 +384,10 @@ class Exercise:
         total (squared norm) for the weights the code created. None when all agree.
         """
         memo = self._fresh_memo().setdefault("gradients", {})
+        seed = zlib.crc32(self.id.encode())  # the seeds of the check's own runs
         for index, case in enumerate(cases):
             if index not in memo:
-                memo[index] = _gradient_outcome(self._gradients, self.reference, self._fresh_cases(saved)[index], index, saved, None)
+                memo[index] = _gradient_outcome(self._gradients, self.reference, self._fresh_cases(saved)[index], seed + index, saved, None)
                 if memo[index].error is not None:
                     raise _CheckFault(_("the reference's gradients failed on {case}: {problem}").format(
                         case=_shown(case.label), problem=_exception_text(memo[index].error)))
@@ -394,7 +395,7 @@ class Exercise:
             if not reference["connected"] or not any(reference["connected"].values()):
                 continue
             limit = time_limit if time_limit is not None else max(self.time_limit, TIME_LIMIT_FACTOR * expected[index].seconds)
-            got = _gradient_outcome(self._gradients, candidate, self._fresh_cases(saved)[index], index, saved, limit)
+            got = _gradient_outcome(self._gradients, candidate, self._fresh_cases(saved)[index], seed + index, saved, limit)
             if got.error is not None or got.timed_out:
                 continue  # it ran once already: what differs here is not about gradients
             problem = _gradient_difference(got.value, reference, self.atol, self.rtol)
@@ -525,9 +526,10 @@ def _changed_inputs(before: dict[str, torch.Tensor], case: Case, names: Sequence
     return None
 
 
-def _gradient_outcome(gradients, implementation, case: Case, index: int, saved, limit) -> _Outcome:
+def _gradient_outcome(gradients, implementation, case: Case, seed: int, saved, limit) -> _Outcome:
+    """Run ``gradients(implementation, case)`` in the clean state seeded with ``seed``, within ``limit`` seconds."""
     outcome = _Outcome()
-    isolation.prepare(saved, index)
+    isolation.prepare(saved, seed)
     try:
         with isolation.captured_output(BoundedText(0)), isolation.time_limit(limit):
             outcome.value = gradients(implementation, case)
