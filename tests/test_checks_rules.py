@@ -455,3 +455,15 @@ def test_hardsigmoid_prompt_and_contract_agree_with_pytorchs_backward():
     prompt = next("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"]
                   if "".join(c["source"]).startswith("### Exercise 01.hardsigmoid"))
     assert "(or `clamp`)" not in prompt and "so it does not pass" in prompt
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, 10, 15, 16, 29, 30, 31, 64])
+def test_the_chunked_memory_rule_holds_for_every_chunk_count(chunk_size):
+    from course_utils.checks import Case, nb07
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = torch.randn(3, 2, 30, 5, generator=g), torch.randn(3, 2, 20, 5, generator=g), torch.randn(3, 2, 20, 5, generator=g)
+    case = Case("any chunk count", (q, k, v, chunk_size))
+    for solution in (nb07.chunked_attention, _chunked_freeing_each_block, _chunked_into_a_preallocated_output):
+        observed = nb07._observe_chunked(solution, case)
+        assert all(value is True for key, value in observed.items() if key != "output"), (solution.__name__, observed)
