@@ -6,6 +6,8 @@ buggy implementation. ``Exercise.check(candidate)`` runs the reference and the c
 on every case and compares what it observes. When they differ, it names a planted mistake
 only if the candidate behaves like that mistake on *every* case; otherwise it says exactly
 what differs on the first case that differs (type, shape, dtype, device, NaN, values).
+When every value agrees, it also compares what flows back to the inputs and weights (the
+gradients of the outputs) with the reference's, so that a ``.detach()`` does not pass.
 
 A check never raises (only ``KeyboardInterrupt`` goes through, so a cell can be stopped),
 stops a candidate that runs past its time limit, and leaves the notebook's global state as
@@ -193,8 +195,8 @@ class Exercise:
         time_limit: seconds the candidate may take on one case (at least
             :data:`TIME_LIMIT_FACTOR` times what the reference took).
         vectorised: the prompt asks for tensor operations only: a candidate whose own
-            source has a Python loop (``for``, ``while`` or a comprehension) does not pass,
-            even when its outputs are right.
+            source, or the source of any learner function it calls, has a Python loop
+            (``for``, ``while`` or a comprehension) does not pass, even when its outputs are right.
     """
 
     id: str
