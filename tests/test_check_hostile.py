@@ -94,6 +94,16 @@ def _consume_rngs():
     torch.rand(5), np.random.rand(5), random.random()
 
 
+def _disable_sdpa_backends():
+    torch.backends.cuda.enable_math_sdp(False)
+    torch.backends.cuda.enable_flash_sdp(False)
+    torch.backends.cuda.enable_mem_efficient_sdp(False)
+
+
+def _enter_sdpa_kernel_for_good():
+    torch.nn.attention.sdpa_kernel([torch.nn.attention.SDPBackend.EFFICIENT_ATTENTION], set_priority=True).__enter__()
+
+
 def _print_10_mb():
     print("spam spam spam spam\n" * 500_000)  # 10 MB, half a million lines
 
@@ -122,6 +132,9 @@ HOSTILE = {
     "changes the thread count": (_after(lambda: torch.set_num_threads(7)), {"returned none"}, "None"),
     "enables deterministic algorithms": (_after(lambda: torch.use_deterministic_algorithms(True)), {"returned none"}, "None"),
     "enables anomaly mode": (_after(lambda: torch.autograd.set_detect_anomaly(True)), {"returned none"}, "None"),
+    "disables the attention backends": (_after(_disable_sdpa_backends), {"returned none"}, "None"),
+    "enters sdpa_kernel and never leaves": (_after(_enter_sdpa_kernel_for_good), {"returned none"}, "None"),
+    "flushes denormals": (_after(lambda: torch.set_flush_denormal(True)), {"returned none"}, "None"),
     "sets the recursion limit": (_after(lambda: sys.setrecursionlimit(200)), {"returned none"}, "None"),
     "turns warnings into errors": (_after(lambda: warnings.simplefilter("error")), {"returned none"}, "None"),
     "prints 10 MB": (_after(_print_10_mb), {"returned none"}, "your code printed:\n  | spam spam spam spam"),
@@ -168,6 +181,8 @@ def _state():
         "anomaly": (s.anomaly, s.anomaly_check_nan),
         "matmul precision": s.matmul_precision,
         "recursion limit": s.recursion_limit,
+        "attention backends": (s.sdp_backends, s.sdp_priority, s.sdp_math_reduced_precision),
+        "flush denormal": s.flush_denormal,
         "torch RNG": s.torch_rng.tolist(),
         "numpy RNG": (numpy_rng[0], numpy_rng[1].tolist(), *numpy_rng[2:]),
         "random RNG": s.python_rng,
@@ -235,6 +250,10 @@ def _hostile_global_state():
     torch.use_deterministic_algorithms(True)
     torch.autograd.set_detect_anomaly(True)
     torch.set_num_threads(1)
+    torch.backends.cuda.enable_math_sdp(False)
+    torch.backends.cuda.enable_flash_sdp(False)
+    torch._C._set_sdp_priority_order([2, 0, 1, 3, 4])
+    torch.set_flush_denormal(True)
     warnings.simplefilter("error")
 
 
@@ -246,7 +265,8 @@ def test_a_correct_solution_passes_whatever_state_the_learner_left(ex_id):
         before = _state()
         result = exercise.check(exercise.reference)
         after = _state()
-    assert result.passed, f"{ex_id} after set_grad_enabled(False), float64, deterministic, anomaly: {result.message}"
+    assert result.passed, (f"{ex_id} after set_grad_enabled(False), float64, deterministic, anomaly, attention backends off, "
+                           f"flush-denormal: {result.message}")
     _assert_same_state(before, after, f"{ex_id}'s check")
 
 

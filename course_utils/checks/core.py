@@ -6,6 +6,8 @@ buggy implementation. ``Exercise.check(candidate)`` runs the reference and the c
 on every case and compares what it observes. When they differ, it names a planted mistake
 only if the candidate behaves like that mistake on *every* case; otherwise it says exactly
 what differs on the first case that differs (type, shape, dtype, device, NaN, values).
+When every value agrees, it also compares what flows back to the inputs and weights (the
+gradients of the outputs) with the reference's, so that a ``.detach()`` does not pass.
 
 A check never raises (only ``KeyboardInterrupt`` goes through, so a cell can be stopped),
 stops a candidate that runs past its time limit, and leaves the notebook's global state as
@@ -193,8 +195,8 @@ class Exercise:
         time_limit: seconds the candidate may take on one case (at least
             :data:`TIME_LIMIT_FACTOR` times what the reference took).
         vectorised: the prompt asks for tensor operations only: a candidate whose own
-            source has a Python loop (``for``, ``while`` or a comprehension) does not pass,
-            even when its outputs are right.
+            source, or the source of any learner function it calls, has a Python loop
+            (``for``, ``while`` or a comprehension) does not pass, even when its outputs are right.
     """
 
     id: str
@@ -246,12 +248,14 @@ class Exercise:
             if outcomes[-1].timed_out:
                 break
         result = self._verdict(cases, outcomes, expected, saved)
-        loop = _python_loop(candidate) if result.passed and self.vectorised else None
+        if result.passed:
+            result = self._gradient_verdict(candidate, cases, expected, saved, time_limit) or result
+        loop = self._loop_reached(candidate, cases[0], saved) if result.passed and self.vectorised else None
         if loop is not None:
             result = self._result("mistake", _(
-                "every output is right, but your code uses {construct} (line {line} of your cell's code); this exercise "
+                "every output is right, but your code uses {construct} ({where}); this exercise "
                 "asks for tensor operations only: let broadcasting and whole-tensor functions do the looping."
-            ).format(construct=_shown(loop[0]), line=loop[1]), mistake="python loop")
+            ).format(construct=_shown(loop[0]), where=loop[1]), mistake="python loop")
         note = _printed_note(printed)
         return _replace(result, message=result.message + note) if note else result
 
@@ -371,6 +375,77 @@ class Exercise:
                 return mistake
         return None
 
+    # ----------------------------------------------------------------------- gradients and loops
+
+    def _gradient_verdict(self, candidate, cases, expected, saved, time_limit) -> CheckResult | None:
+        """After every value agreed: does training's signal flow back through the candidate as through the reference?
+
+        Each case runs again with its floating-point tensor inputs requiring gradients. An
+        output that is differentiable for the reference must be for the candidate; the
+        gradients of a fixed weighted sum of the outputs must agree for every input, and in
+        total (squared norm) for the weights the code created. None when all agree.
+        """
+        memo = self._fresh_memo().setdefault("gradients", {})
+        seed = zlib.crc32(self.id.encode())  # the seeds of the check's own runs
+        for index, case in enumerate(cases):
+            if index not in memo:
+                memo[index] = _gradient_outcome(self._gradients, self.reference, self._fresh_cases(saved)[index], seed + index, saved, None)
+                if memo[index].error is not None:
+                    raise _CheckFault(_("the reference's gradients failed on {case}: {problem}").format(
+                        case=_shown(case.label), problem=_exception_text(memo[index].error)))
+            reference = memo[index].value
+            if not reference["connected"] or not any(reference["connected"].values()):
+                continue
+            limit = time_limit if time_limit is not None else max(self.time_limit, TIME_LIMIT_FACTOR * expected[index].seconds)
+            got = _gradient_outcome(self._gradients, candidate, self._fresh_cases(saved)[index], seed + index, saved, limit)
+            if got.error is not None or got.timed_out:
+                continue  # it ran once already: what differs here is not about gradients
+            problem = _gradient_difference(got.value, reference, self.atol, self.rtol)
+            if problem is not None:
+                kind, text = problem
+                return self._result("mistake", _("on {case}: {problem}").format(case=_shown(case.label), problem=text),
+                                    mistake=kind, case=case.label)
+        return None
+
+    def _gradients(self, implementation, case: Case) -> dict:
+        """Which outputs are differentiable, and the gradients of a fixed weighted sum of them."""
+        grad_case = _requiring_grad(case)
+        observed = self.observe(implementation, grad_case)
+        outputs = [(where, t) for where, t in _tensors_in(observed, _("the output")) if t.is_floating_point()]
+        connected = {where: bool(t.requires_grad) for where, t in outputs}
+        differentiable = [t for _where, t in outputs if t.requires_grad]
+        inputs = [(name, t) for name, t in _named_inputs(grad_case, self._parameter_names()) if isinstance(t, torch.Tensor) and t.requires_grad]
+        found = {"connected": connected, "inputs": {}, "weights": 0.0}
+        if not differentiable:
+            return found
+        total = sum((_plain_tensor(t) * _fixed_weights(t)).sum() for t in differentiable)
+        inner = [leaf for leaf in _leaves(differentiable) if not any(leaf is t for _name, t in inputs)]
+        grads = torch.autograd.grad(total, [t for _name, t in inputs] + inner, allow_unused=True)
+        for (name, t), grad in zip(inputs, grads):
+            found["inputs"][name] = torch.zeros_like(t) if grad is None else grad.detach()
+        found["weights"] = float(sum(float(g.detach().double().pow(2).sum()) for g in grads[len(inputs):] if g is not None))
+        return found
+
+    def _loop_reached(self, candidate, case: Case, saved) -> tuple[str, str] | None:
+        """(what, where) of the first Python loop in the candidate's source or in learner code it calls, or None."""
+        own = _python_loop(candidate)
+        if own is not None:
+            return own[0], _("line {line} of your cell's code").format(line=own[1])
+        isolation.prepare(saved, zlib.crc32(self.id.encode()))
+        calls = isolation.CallRecorder(library=(_LIBRARY_DIRS + (str(_PACKAGE_DIR),)))
+        try:
+            with isolation.captured_output(BoundedText(0)), isolation.time_limit(self.time_limit), calls:
+                self.observe(candidate, case)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            pass
+        for code in calls.codes:
+            found = _python_loop(code)
+            if found is not None:
+                return found[0], _("in {function}, line {line}").format(function=f"`{code.co_name}`", line=found[1])
+        return None
+
     # ----------------------------------------------------------------------- messages
 
     def _unusable(self, candidate: Any) -> str | None:
@@ -453,6 +528,100 @@ def _changed_inputs(before: dict[str, torch.Tensor], case: Case, names: Sequence
     return None
 
 
+def _gradient_outcome(gradients, implementation, case: Case, seed: int, saved, limit) -> _Outcome:
+    """Run ``gradients(implementation, case)`` in the clean state seeded with ``seed``, within ``limit`` seconds."""
+    outcome = _Outcome()
+    isolation.prepare(saved, seed)
+    try:
+        with isolation.captured_output(BoundedText(0)), isolation.time_limit(limit):
+            outcome.value = gradients(implementation, case)
+    except KeyboardInterrupt:
+        raise
+    except CaseTimeout:
+        outcome.timed_out = True
+    except BaseException as exc:
+        outcome.error = exc.with_traceback(None)
+    return outcome
+
+
+def _requiring_grad(case: Case) -> Case:
+    """``case`` with fresh leaf copies of its floating-point tensor inputs that require gradients."""
+
+    def leaf(value):
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+            return value.detach().clone().requires_grad_(True)
+        return value
+
+    return Case(case.label, tuple(leaf(a) for a in case.args), {k: leaf(v) for k, v in case.kwargs.items()})
+
+
+def _tensors_in(observed: Any, where: str) -> list[tuple[str, torch.Tensor]]:
+    """(where, tensor) for every tensor in an observation (a tensor, or mappings and sequences of them)."""
+    if isinstance(observed, torch.Tensor):
+        return [(where, observed)]
+    if isinstance(observed, Mapping):
+        return [found for key, value in observed.items() for found in _tensors_in(value, _shown(key) if isinstance(key, str) else str(key))]
+    if isinstance(observed, (tuple, list)):
+        return [found for k, value in enumerate(observed)
+                for found in _tensors_in(value, _("item {k} of {where}").format(k=k, where=where))]
+    return []
+
+
+def _fixed_weights(t: torch.Tensor) -> torch.Tensor:
+    """Weights in [0.5, 1.5) that depend only on the shape: the same for the reference and the candidate."""
+    g = torch.Generator().manual_seed(t.numel())
+    return (0.5 + torch.rand(tuple(t.shape), generator=g, dtype=torch.float64)).to(t.dtype)
+
+
+def _leaves(outputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The tensors that require gradients and that ``outputs`` were computed from (weights, inputs)."""
+    found, seen, stack = [], set(), [t.grad_fn for t in outputs if t.grad_fn is not None]
+    found += [t for t in outputs if t.grad_fn is None and t.requires_grad]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)
+        if isinstance(variable, torch.Tensor):
+            found.append(variable)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    unique = []
+    for t in found:
+        if not any(t is u for u in unique):
+            unique.append(t)
+    return unique
+
+
+def _gradient_difference(got: dict, expected: dict, atol: float, rtol: float) -> tuple[str, str] | None:
+    """(mistake name, sentence) saying how the candidate's gradients differ from the reference's, or None."""
+    for where, connected in expected["connected"].items():
+        if connected and not got["connected"].get(where, True):
+            return "cut off from training", _(
+                "every value is right, but {where} is cut off from the inputs and weights it was computed from: training could "
+                "not learn anything through it (a `.detach()`, `.data`, `torch.no_grad()` or a round trip through `.item()`, "
+                "`.tolist()` or numpy does that); return the tensor your operations produced."
+            ).format(where=where)
+    for name, grad in expected["inputs"].items():
+        mine = got["inputs"].get(name)
+        if mine is None:
+            continue
+        difference = _guarded_compare(mine, grad, max(atol, 1e-5), max(rtol, 1e-4))
+        if difference is not None:
+            return "different gradient", _(
+                "every value is right, but the signal training sends back to {name} differs from the reference's "
+                "(its gradient: {difference}); something in your code bends or blocks it, such as a `.detach()` on part "
+                "of the computation or an in-place write."
+            ).format(name=name, difference=difference[1])
+    if not math.isclose(got["weights"], expected["weights"], rel_tol=1e-3, abs_tol=1e-8):
+        return "different gradient", _(
+            "every value is right, but the signal training sends back to the weights differs from the reference's (squared "
+            "size of their gradients: yours {got}, expected {expected}); part of your computation is cut off from training, "
+            "by a `.detach()`, `.data` or `torch.no_grad()`."
+        ).format(got=_significant(got["weights"], expected["weights"]), expected=_significant(expected["weights"], got["weights"]))
+    return None
+
+
 # --------------------------------------------------------------------------- explaining exceptions
 
 
@@ -485,7 +654,7 @@ _LOOPS = {
 
 
 def _python_loop(candidate: Any) -> tuple[str, int] | None:
-    """(what, line) of the first Python loop in ``candidate``'s own source, or None (also when it has no source)."""
+    """(what, line) of the first Python loop in ``candidate``'s own source (a function, class or code object), or None."""
     try:
         lines, first = inspect.getsourcelines(candidate)
         tree = ast.parse(textwrap.dedent("".join(lines)))
@@ -629,6 +798,18 @@ def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _significant(value: Any, other: Any) -> str:
+    """``value`` with enough significant digits (4 at least, 17 at most) to tell it from ``other``."""
+    value = value.item() if isinstance(value, torch.Tensor) else value
+    other = other.item() if isinstance(other, torch.Tensor) else other
+    if not isinstance(value, float) or not isinstance(other, (int, float)) or value == other:
+        return _number(value)
+    for digits in range(4, 18):
+        if f"{value:.{digits}g}" != f"{float(other):.{digits}g}":
+            return f"{value:.{digits}g}"
+    return repr(value)
+
+
 def _items(container: str, n: int) -> str:
     """'a list of 1 item', 'a tuple of 3 items', in the language in force."""
     container = {"list": _("list"), "tuple": _("tuple"), "dict": _("dict")}.get(container, container)
@@ -680,7 +861,8 @@ def _compare(got, expected, atol, rtol, where, locate) -> tuple[str, str] | None
     if isinstance(expected, float) and isinstance(got, (int, float)):
         if math.isclose(got, expected, rel_tol=rtol, abs_tol=atol) or (math.isnan(got) and math.isnan(expected)):
             return None
-        return "values", _("{where} is {got}, expected {expected}.").format(where=where, got=f"{got:.6g}", expected=f"{expected:.6g}")
+        return "values", _("{where} is {got}, expected {expected}.").format(where=where, got=_significant(float(got), expected),
+                                                                           expected=_significant(expected, float(got)))
     if _equal(got, expected):
         return None
     return "values", _("{where} is {got}, expected {expected}.").format(where=where, got=_short(got), expected=_short(expected))
@@ -731,7 +913,8 @@ def _compare_tensors(got, expected, atol, rtol, where, locate) -> tuple[str, str
         diff = (got_d - exp_d).abs().nan_to_num(0.0)
         i = _index(diff == diff.max())
         return "values", _("{where} differs from the reference by up to {diff} (at {place}: yours {got}, expected {expected}).").format(
-            where=where, diff=f"{float(diff.max()):.3g}", place=place(i), got=_number(got_d[i]), expected=_number(exp_d[i]))
+            where=where, diff=f"{float(diff.max()):.3g}", place=place(i), got=_significant(got_d[i], exp_d[i]),
+            expected=_significant(exp_d[i], got_d[i]))
     if torch.equal(got_d, exp_d):
         return None
     i = _index(got_d != exp_d)

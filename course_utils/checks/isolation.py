@@ -4,7 +4,8 @@ A check runs code that a learner has just typed. Whatever that code does, the ch
 return, and the notebook must be left as it was:
 
 - :func:`isolated` saves the global state that torch, numpy and ``random`` keep (grad mode,
-  default dtype and device, RNG states, thread count, deterministic and anomaly modes, ...)
+  default dtype and device, RNG states, thread count, deterministic and anomaly modes, the
+  scaled-dot-product-attention backend switches, flush-denormal mode, ...)
   and restores it afterwards, in both directions: a learner's earlier
   ``torch.set_grad_enabled(False)`` does not reach the check, and a candidate that turns
   grad off does not leak it. :func:`prepare` puts the clean state a check runs in.
@@ -58,6 +59,10 @@ class Snapshot:
     anomaly_check_nan: bool
     matmul_precision: str
     recursion_limit: int
+    sdp_backends: tuple  # (name, enabled) for each switch of F.scaled_dot_product_attention's backends
+    sdp_priority: tuple
+    sdp_math_reduced_precision: bool
+    flush_denormal: bool
     torch_rng: torch.Tensor
     cuda: Any  # the CUDA RNG states, or the seeds queued before CUDA starts
     numpy_rng: Any
@@ -77,6 +82,10 @@ def snapshot() -> Snapshot:
         anomaly_check_nan=torch.is_anomaly_check_nan_enabled(),
         matmul_precision=torch.get_float32_matmul_precision(),
         recursion_limit=sys.getrecursionlimit(),
+        sdp_backends=_sdp_backends(),
+        sdp_priority=tuple(torch._C._get_sdp_priority_order()),
+        sdp_math_reduced_precision=torch._C._get_math_sdp_allow_fp16_bf16_reduction(),
+        flush_denormal=flush_denormal_enabled(),
         torch_rng=torch.get_rng_state(),
         cuda=_cuda_rng_state(),
         numpy_rng=_numpy().random.get_state() if _numpy() else None,
@@ -88,7 +97,8 @@ def prepare(saved: Snapshot, seed: int) -> None:
     """Put the clean state a check runs in, with every global RNG seeded from ``seed``.
 
     Grad mode on, float32 default dtype on the CPU, no deterministic or anomaly mode,
-    full float32 matmul precision; the thread count and recursion limit the learner had.
+    full float32 matmul precision, PyTorch's default attention backends and priority, no
+    flushing of denormal numbers; the thread count and recursion limit the learner had.
     """
     torch.set_grad_enabled(True)
     _set_if_changed(torch.get_default_dtype, torch.set_default_dtype, torch.float32)
@@ -101,6 +111,8 @@ def prepare(saved: Snapshot, seed: int) -> None:
         torch.set_anomaly_enabled(False, True)
     _set_if_changed(torch.get_float32_matmul_precision, torch.set_float32_matmul_precision, "highest")
     _set_if_changed(sys.getrecursionlimit, sys.setrecursionlimit, saved.recursion_limit)
+    _set_sdp(_SDP_DEFAULTS, _SDP_DEFAULT_PRIORITY, _SDP_DEFAULT_REDUCED_PRECISION)
+    _set_if_changed(flush_denormal_enabled, torch.set_flush_denormal, False)
     reseed(seed)
 
 
@@ -134,6 +146,8 @@ def restore(saved: Snapshot) -> None:
         torch.set_anomaly_enabled(saved.anomaly, saved.anomaly_check_nan)
     _set_if_changed(torch.get_float32_matmul_precision, torch.set_float32_matmul_precision, saved.matmul_precision)
     _set_if_changed(sys.getrecursionlimit, sys.setrecursionlimit, saved.recursion_limit)
+    _set_sdp(saved.sdp_backends, saved.sdp_priority, saved.sdp_math_reduced_precision)
+    _set_if_changed(flush_denormal_enabled, torch.set_flush_denormal, saved.flush_denormal)
     torch.set_rng_state(saved.torch_rng)
     _restore_cuda_rng(saved.cuda)
     if saved.numpy_rng is not None:
@@ -154,6 +168,36 @@ def isolated() -> Iterator[Snapshot]:
 def _set_if_changed(get, set_, value) -> None:
     if get() != value:
         set_(value)
+
+
+#: The switches of F.scaled_dot_product_attention's backends (``torch.backends.cuda.enable_*_sdp``,
+#: ``torch.nn.attention.sdpa_kernel``): global, and read by the CPU's dispatch too.
+_SDP_SWITCHES = tuple(name for name in ("cudnn", "flash", "math", "mem_efficient", "overrideable", "fa3")
+                      if hasattr(torch._C, f"_get_{name}_sdp_enabled"))
+
+
+def _sdp_backends() -> tuple:
+    return tuple((name, getattr(torch._C, f"_get_{name}_sdp_enabled")()) for name in _SDP_SWITCHES)
+
+
+def _set_sdp(backends: tuple, priority: tuple, reduced_precision: bool) -> None:
+    for name, enabled in backends:
+        if getattr(torch._C, f"_get_{name}_sdp_enabled")() != enabled:
+            getattr(torch._C, f"_set_sdp_use_{name}")(enabled)
+    _set_if_changed(lambda: tuple(torch._C._get_sdp_priority_order()), lambda p: torch._C._set_sdp_priority_order(list(p)), priority)
+    _set_if_changed(torch._C._get_math_sdp_allow_fp16_bf16_reduction, torch._C._set_math_sdp_allow_fp16_bf16_reduction,
+                    reduced_precision)
+
+
+def flush_denormal_enabled() -> bool:
+    """Whether ``torch.set_flush_denormal(True)`` is in force (torch has no getter: a denormal is multiplied by 1)."""
+    return bool((torch.tensor([1e-40], dtype=torch.float32) * 1.0)[0] == 0)
+
+
+#: PyTorch's defaults (a check runs with these): every backend allowed but the opt-in FlashAttention-3.
+_SDP_DEFAULTS = tuple((name, name != "fa3") for name in _SDP_SWITCHES)
+_SDP_DEFAULT_PRIORITY = tuple(torch._C._get_sdp_priority_order())
+_SDP_DEFAULT_REDUCED_PRECISION = torch._C._get_math_sdp_allow_fp16_bf16_reduction()
 
 
 def _numpy():
@@ -302,6 +346,45 @@ def _uninterrupted(step) -> None:
             return
         except CaseTimeout:
             continue
+
+
+# --------------------------------------------------------------------------- the calls code makes
+
+
+class CallRecorder:
+    """Inside ``with``, notes every Python function that runs (through any name: alias, helper, getattr).
+
+    ``all_codes`` holds the code object of each; ``codes`` those outside ``library`` (the
+    directories of Python's, torch's and the course's own code), in the order first called:
+    the learner's code. The profile function in force before is put back afterwards.
+    """
+
+    def __init__(self, library: tuple[str, ...] = ()):
+        self.library = tuple(library)
+        self.all_codes: set = set()
+        self.codes: list = []
+        self._previous = None
+
+    def _profile(self, frame, event, arg):
+        if event == "call":
+            code = frame.f_code
+            if code not in self.all_codes:
+                self.all_codes.add(code)
+                name = code.co_filename
+                if not name.startswith("<frozen") and not name.startswith(self.library):
+                    self.codes.append(code)
+
+    def called(self, function: Any) -> bool:
+        """Whether ``function`` (a Python function) ran inside the block."""
+        return getattr(function, "__code__", None) in self.all_codes
+
+    def __enter__(self) -> CallRecorder:
+        self._previous = sys.getprofile()
+        sys.setprofile(self._profile)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        _uninterrupted(lambda: sys.setprofile(self._previous))
 
 
 # --------------------------------------------------------------------------- printed output

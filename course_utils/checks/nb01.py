@@ -10,6 +10,26 @@ from .. import activations as A
 from ..i18n import N_
 from .core import Case, Exercise, Mistake, register
 
+
+class _KernelSpy(TorchDispatchMode):
+    """Notes which of the ``watched`` ATen operators run while it is active (every route reaches them)."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # nothing here is compiled: spares the import of torch._dynamo (seconds) on first use
+
+    def __init__(self, watched):
+        super().__init__()
+        self.watched = frozenset(watched)
+        self.called = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in self.watched:
+            self.called.add(name.rstrip("_"))
+        return func(*args, **(kwargs or {}))
+
+
 # --------------------------------------------------------------------------- 01.softmax
 
 
@@ -20,6 +40,22 @@ def softmax(x: torch.Tensor, dim: int) -> torch.Tensor:
         - x: :math:`(*)`; output: the same shape, summing to 1 along ``dim``.
     """
     return A.softmax(x, dim=dim)
+
+
+# F.softmax, torch.softmax, Tensor.softmax, nn.Softmax, F.softmin, torch.special.softmax, log_softmax(...).exp()
+# all reach one of these ATen operators, whatever name or alias called them.
+_TORCH_SOFTMAX_KERNELS = ("softmax", "_softmax", "log_softmax", "_log_softmax", "_safe_softmax", "_masked_softmax",
+                          "special_softmax", "special_log_softmax")
+_TORCH_SOFTMAX = N_("PyTorch's softmax (F.softmax, torch.softmax, Tensor.softmax, nn.Softmax...)")
+
+
+def _observe_softmax(candidate, case):
+    spy = _KernelSpy(_TORCH_SOFTMAX_KERNELS)
+    with spy:
+        y = candidate(*case.args, **dict(case.kwargs))
+    if spy.called:  # the output does not matter then: whatever the route, the exercise was to write it
+        return {_TORCH_SOFTMAX: "called"}
+    return {_TORCH_SOFTMAX: "not called", N_("output"): y}
 
 
 def _softmax_cases():
@@ -72,7 +108,11 @@ register(
         title=N_("A numerically stable softmax along a given dim"),
         reference=softmax,
         cases=_softmax_cases,
+        observe=_observe_softmax,
         mistakes=[
+            Mistake("called torch's softmax", N_("you called PyTorch's own softmax (F.softmax, torch.softmax, x.softmax or a "
+                    "relative such as log_softmax); the exercise is to write it yourself with exp, amax and sum"),
+                    lambda x, dim: torch.softmax(x, dim=dim)),
             Mistake("subtracted the minimum",
                     N_("you subtracted the minimum along `dim`: then the largest entry becomes max - min, and exp(100) "
                     "already overflows float32 to inf (inf/inf = NaN). Subtract the maximum, so every exponent is <= 0"),
@@ -113,25 +153,6 @@ def _observe_value_and_grad(candidate, case):
     return {N_("output"): y.detach(), N_("gradient"): grad}
 
 
-class _KernelSpy(TorchDispatchMode):
-    """Notes which of the ``watched`` ATen operators run while it is active (every route reaches them)."""
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False  # nothing here is compiled: spares the import of torch._dynamo (seconds) on first use
-
-    def __init__(self, watched):
-        super().__init__()
-        self.watched = frozenset(watched)
-        self.called = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.overloadpacket.__name__
-        if name in self.watched:
-            self.called.add(name.rstrip("_"))
-        return func(*args, **(kwargs or {}))
-
-
 # F.elu, nn.ELU, torch._C._nn.elu, torch.ops.aten.elu, F.celu and F.selu all reach one of these.
 _TORCH_ELU_KERNELS = ("elu", "elu_", "celu", "celu_", "selu", "selu_")
 _TORCH_ELU = N_("PyTorch's ELU kernels (F.elu, nn.ELU, F.celu, F.selu...)")
@@ -141,8 +162,9 @@ def _observe_elu(candidate, case):
     spy = _KernelSpy(_TORCH_ELU_KERNELS)
     with spy:
         observed = _observe_value_and_grad(candidate, case)
-    called = f"called ({', '.join(sorted(spy.called))})" if spy.called else "not called"
-    return {_TORCH_ELU: called} | observed
+    if spy.called:  # the outputs do not matter then: whichever kernel it was, the exercise was to write it
+        return {_TORCH_ELU: "called"}
+    return {_TORCH_ELU: "not called"} | observed
 
 
 def _elu_cases():

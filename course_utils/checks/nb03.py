@@ -203,8 +203,8 @@ def _observe_head(cls, case):
         N_("parameters"): sorted(name for name, _parameter in head.named_parameters()),
         N_("number of parameters"): sum(p.numel() for p in head.parameters()),
         N_("buffers"): sorted(name for name, _buffer in head.named_buffers()),
-        N_("output in eval mode"): out_eval.detach(),
-        _TRAINING_OUTPUT: out_train.detach(),
+        N_("output in eval mode"): out_eval,
+        _TRAINING_OUTPUT: out_train,
     }
 
 
@@ -227,6 +227,7 @@ class _HeadBase(nn.Module):
     slice_tril = True
     keys_times_queries = False
     dropout_on = "weights"
+    inverted_mask = False
 
     def __init__(self, n_embd, head_size, block_size, dropout=0.0):
         super().__init__()
@@ -254,16 +255,26 @@ class _HeadBase(nn.Module):
         }[self.scale](scores)
         scores = self._drop("raw scores", scores)
         tril = self.tril[:T, :T] if self.slice_tril else self.tril
+        future = tril != 0 if self.inverted_mask else tril == 0  # (T, T): True where a query may not look
         if self.mask_after:
-            wei = F.softmax(scores, dim=self.softmax_dim).masked_fill(tril == 0, 0.0)
+            wei = F.softmax(scores, dim=self.softmax_dim).masked_fill(future, 0.0)
         else:
-            scores = self._drop("masked scores", scores.masked_fill(tril == 0, self.fill))
+            scores = self._drop("masked scores", scores.masked_fill(future, self.fill))
             wei = F.softmax(scores, dim=self.softmax_dim)
         return self._drop("output", self._drop("weights", wei) @ v)
 
 
 def _head_variant(**changes):
     return type("PlantedHead", (_HeadBase,), changes)
+
+
+class _HeadNoSuper(_HeadBase):
+    def __init__(self, n_embd, head_size, block_size, dropout=0.0):  # super().__init__() forgotten
+        self.key = nn.Linear(n_embd, head_size, bias=False)
+        self.query = nn.Linear(n_embd, head_size, bias=False)
+        self.value = nn.Linear(n_embd, head_size, bias=False)
+        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)))
+        self.dropout = nn.Dropout(dropout)
 
 
 class _HeadTrilAttribute(_HeadBase):
@@ -306,6 +317,11 @@ register(
                     _head_variant(softmax_dim=1)),
             Mistake("k @ q^T", N_("your scores are k @ q^T, the transpose of q @ k^T: row t must hold query t's scores for every "
                     "key, so compute q @ k.transpose(-2, -1)"), _head_variant(keys_times_queries=True)),
+            Mistake("inverted mask", N_("your mask is inverted: you blocked where tril is 1 (the past and the token itself) and "
+                    "left the future open, so the last row has nothing left to look at (NaN); fill with -inf where tril == 0"),
+                    _head_variant(inverted_mask=True)),
+            Mistake("no super().__init__()", N_("call super().__init__() first thing in __init__: it creates the dictionaries "
+                    "(_parameters, _modules, _buffers) that self.key = nn.Linear(...) and register_buffer write into"), _HeadNoSuper),
             Mistake("tril not sliced", N_("for a sequence shorter than block_size, slice the mask to the sequence: self.tril[:T, :T]"),
                     _head_variant(slice_tril=False)),
             Mistake("tril as a plain attribute", N_("`tril` is a plain attribute: register it with self.register_buffer('tril', ...) so it "

@@ -27,8 +27,8 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 def _split_cases():
     g = torch.Generator().manual_seed(11)
     return [
-        Case(N_("x of shape (3, 2, 8), num_heads=2"), (torch.randn(3, 2, 8, generator=g), 2)),
-        Case(N_("x of shape (4, 3, 12), num_heads=4"), (torch.randn(4, 3, 12, generator=g), 4)),
+        Case(N_("x of shape (3, 5, 8), num_heads=2"), (torch.randn(3, 5, 8, generator=g), 2)),
+        Case(N_("x of shape (5, 2, 12), num_heads=3"), (torch.randn(5, 2, 12, generator=g), 3)),
     ]
 
 
@@ -103,7 +103,7 @@ def _merge_cases():
         kpm[0, -1] = True  # the first sequence has one padding key
         return Case(label, (attn, kpm, h))
 
-    return [case(2, 3, 4, 2, N_("N=2, L=3, S=4, num_heads=2")), case(3, 2, 5, 3, N_("N=3, L=2, S=5, num_heads=3"))]
+    return [case(2, 3, 4, 5, N_("N=2, L=3, S=4, num_heads=5")), case(3, 2, 5, 4, N_("N=3, L=2, S=5, num_heads=4"))]
 
 
 def _merge_head_major(attn, kpm, h):
@@ -229,16 +229,17 @@ def _mha_cases():
         return (torch.randn(3 * E, E, generator=g) * E**-0.5, torch.randn(3 * E, generator=g) * 0.5,
                 torch.randn(E, E, generator=g) * E**-0.5, torch.randn(E, generator=g) * 0.5)
 
-    x = torch.randn(4, 2, 8, generator=g)
-    mask = torch.ones(4, 4, dtype=torch.bool).triu(1)  # causal, True = blocked
-    mem = torch.randn(5, 3, 12, generator=g)
-    tgt = torch.randn(3, 3, 12, generator=g)
-    cross_mask = torch.rand(3, 5, generator=g) > 0.6
+    # L, N, E, the number of heads and head_dim differ in every case, so that a mixed-up view shows
+    x = torch.randn(5, 3, 8, generator=g)  # (L, N, E): 4 heads of 2 features
+    mask = torch.ones(5, 5, dtype=torch.bool).triu(1)  # causal, True = blocked
+    mem = torch.randn(5, 2, 12, generator=g)  # (S, N, E): 3 heads of 4 features
+    tgt = torch.randn(6, 2, 12, generator=g)  # (L, N, E)
+    cross_mask = torch.rand(6, 5, generator=g) > 0.6
     cross_mask[:, 0] = False
     return [
-        Case(N_("self-attention, E=8, 2 heads, no mask"), (x, x, x, 2, *params(8))),
-        Case(N_("self-attention, E=8, 2 heads, causal mask"), (x, x, x, 2, *params(8)), {"attn_mask": mask}),
-        Case(N_("cross-attention L=3, S=5, E=12, 3 heads, a random mask"), (tgt, mem, mem, 3, *params(12)), {"attn_mask": cross_mask}),
+        Case(N_("self-attention, L=5, N=3, E=8, 4 heads, no mask"), (x, x, x, 4, *params(8))),
+        Case(N_("self-attention, L=5, N=3, E=8, 4 heads, causal mask"), (x, x, x, 4, *params(8)), {"attn_mask": mask}),
+        Case(N_("cross-attention L=6, S=5, N=2, E=12, 3 heads, a random mask"), (tgt, mem, mem, 3, *params(12)), {"attn_mask": cross_mask}),
     ]
 
 

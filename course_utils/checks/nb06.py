@@ -177,8 +177,9 @@ register(
         mistakes=[
             Mistake("forum hidden width", N_("your MLP is d -> max_len -> max_len (the forum question's shapes); the paper's F is "
                     "d -> d -> max_len: linear1 = nn.Linear(d_model, d_model), linear2 = nn.Linear(d_model, max_len)"), _ForumHiddenWidth),
-            Mistake("softmax without dim", N_("you called softmax without `dim`: on a 3-D tensor PyTorch picks dim=0, the BATCH axis; "
-                    "each query's row must sum to 1, so use dim=-1"), _SoftmaxNoDim),
+            Mistake("softmax over dim 0", N_("your softmax normalised over dim=0, the BATCH axis (written as dim=0, or by leaving `dim` "
+                    "out: on a 3-D tensor PyTorch then picks dim=0); each query's row must sum to 1 over the keys, so use dim=-1"),
+                    _SoftmaxNoDim),
             Mistake("softmax over the queries", N_("you took the softmax over dim=1, the forum question's bug: for the post's "
                     "unbatched (L, L) logits dim=1 is the keys, but on batched (N, L, L) logits it is the QUERY axis, so each "
                     "column sums to 1 instead of each row; normalise over the keys, the last axis: dim=-1"), _SoftmaxOverQueries),

@@ -6,7 +6,24 @@ import torch
 
 from ..i18n import N_
 from ..positions import alibi_bias, apply_rope, sinusoidal_positions
+from . import isolation
 from .core import Case, Exercise, Mistake, register
+
+
+def _forbidding(function, key: str, reference):
+    """An ``observe`` that runs the candidate and says whether ``function`` ran, through any name or helper.
+
+    The reference is the only code allowed to call it (it is built on it).
+    """
+
+    def observe(candidate, case):
+        with isolation.CallRecorder() as calls:
+            out = candidate(*case.args, **dict(case.kwargs))
+        if calls.called(function) and candidate is not reference:  # the output does not matter then
+            return {key: "called"}
+        return {key: "not called", N_("output"): out}
+
+    return observe
 
 # --------------------------------------------------------------------------- 08.sinusoidal
 
@@ -121,7 +138,10 @@ register(
         title=N_("Rotary position embedding: rotate each pair of features by its position"),
         reference=rope,
         cases=_rope_cases,
+        observe=_forbidding(apply_rope, N_("the course's apply_rope"), rope),
         mistakes=[
+            Mistake("called apply_rope", N_("your code calls the course's apply_rope (directly, through another name or a "
+                    "helper); the exercise is to write the rotation yourself"), lambda x, p: apply_rope(x, p)),
             Mistake("rotated backwards", N_("you rotate by -angle (the sin terms have the wrong signs): the pair (a, b) becomes "
                     "(a cos θ - b sin θ, a sin θ + b cos θ)"), lambda x, p: _rope(x, p, sign=-1.0)),
             Mistake("halves paired", N_("you paired feature i with feature i + d/2 (the 'rotate_half' layout of some libraries); this "
@@ -182,7 +202,10 @@ register(
         title=N_("ALiBi: a causal additive bias that penalises distance, one slope per head"),
         reference=alibi,
         cases=_alibi_cases,
+        observe=_forbidding(alibi_bias, N_("the course's alibi_bias"), alibi),
         mistakes=[
+            Mistake("called alibi_bias", N_("your code calls the course's alibi_bias (directly, through another name or a "
+                    "helper); the exercise is to build the bias yourself"), lambda n, L: alibi_bias(n, L)),
             Mistake("sign flipped", N_("your bias grows with distance (+m·(i - j)): ALiBi *penalises* far keys, -m·(i - j)"),
                     lambda n, L: _alibi(n, L, sign=1.0)),
             Mistake("slopes from 1", N_("your first head has slope 1: the slopes are 2^(-8h/n) for h = 1..n (8 heads: 1/2, 1/4, ..., 1/256)"),

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..gpt import CausalSelfAttention, sample_next_token
 from ..i18n import N_
+from . import isolation
 from .core import Case, Exercise, Mistake, register
 
 # --------------------------------------------------------------------------- 09.block
@@ -41,8 +42,7 @@ def _block_cases():
 
 
 def _observe_block(candidate, case):
-    with torch.no_grad():
-        return candidate(*case.args)
+    return candidate(*case.args)
 
 
 def _block_post_ln(x, attn, mlp, ln1, ln2):
@@ -141,7 +141,7 @@ def _observe_tied(cls, case):
     g = torch.Generator().manual_seed(vocab_size)
     with torch.no_grad():  # set the embedding to known values: a tied head follows, an untied one does not
         model.token_embedding.weight.copy_(torch.randn(vocab_size, n_embd, generator=g))
-        logits = model(idx)
+    logits = model(idx)
     return {N_("number of parameters"): n_parameters, N_("logits after setting the embedding"): logits}
 
 
@@ -185,8 +185,10 @@ register(
                     _Untied),
             Mistake("copied once", N_("you COPIED the embedding into the head once: the two separate parameters drift apart as soon "
                     "as either changes; assign the Parameter itself, self.lm_head.weight = self.token_embedding.weight"), _CopiedOnce),
-            Mistake("shared .data, two parameters", N_("you shared the storage through .data, but the model still has two Parameter "
-                    "objects (counted twice, each with its own gradient and optimizer state): assign the Parameter itself"),
+            Mistake("shared storage, two parameters", N_("the head follows the embedding, but the model has two Parameter objects "
+                    "that share one storage (as `.data = ...` or nn.Parameter(self.token_embedding.weight) make): they are "
+                    "counted twice and each gets its own gradient and optimizer state; assign the Parameter itself, "
+                    "self.lm_head.weight = self.token_embedding.weight"),
                     _DataShared),
             Mistake("head with a bias", N_("your LM head has a bias (vocab_size extra parameters): build it with bias=False"),
                     _TiedWithBias),
@@ -211,26 +213,52 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, gen
 def _sample_cases():
     g = torch.Generator().manual_seed(10)
     logits = torch.randn(300, 8, generator=g) * 2.0  # (B, V)
+    tied = torch.randint(0, 4, (200, 9), generator=g).float()  # (B, V): whole numbers, so the k-th largest is often tied
     return [
         Case(N_("temperature=1.0, top_k=None"), (logits, 1.0, None)),
         Case(N_("temperature=0.5, top_k=3"), (logits, 0.5, 3)),
         Case(N_("temperature=2.0, top_k=5"), (logits, 2.0, 5)),
         Case(N_("temperature=0 (greedy), top_k=None"), (logits, 0.0, None)),
+        Case(N_("logits with ties at the k-th largest, temperature=1.0, top_k=2"), (tied, 1.0, 2)),
     ]
 
 
+#: The seeds of the candidate's generator (and the key of each one's tokens); torch's global generator is seeded differently each time.
+SAMPLE_SEEDS = {0: N_("tokens drawn with generator seeded 0"), 1: N_("tokens drawn with generator seeded 1"),
+                2: N_("tokens drawn with generator seeded 2")}
+FROM_GENERATOR = N_("the draws come from `generator` (not from torch's global random state)")
+
+
 def _observe_sample(candidate, case):
+    """The tokens drawn with generators seeded 0, 1, 2, and whether `generator` (and nothing else) decides them.
+
+    Before each call torch's global generator is seeded with another number, so a candidate
+    that draws from it, or reseeds it, draws differently from the reference.
+    """
     logits, temperature, top_k = case.args
-    return candidate(logits, temperature, top_k, torch.Generator().manual_seed(0))  # the same draws for everybody
+    draws = []
+    for seed in (*SAMPLE_SEEDS, 0):
+        isolation.reseed(1000 + len(draws))
+        draws.append(candidate(logits, temperature, top_k, torch.Generator().manual_seed(seed)))
+    *draws, again = draws
+    tokens = {SAMPLE_SEEDS[seed]: d for seed, d in zip(SAMPLE_SEEDS, draws)}
+    if all(isinstance(d, torch.Tensor) for d in (*draws, again)) and len({(d.shape, d.dtype) for d in (*draws, again)}) == 1:
+        if not torch.equal(draws[0], again):  # the same generator seed, another global state: other draws
+            return {FROM_GENERATOR: False}
+        if temperature != 0 and all(torch.equal(draws[0], d) for d in draws[1:]):  # the generator's seed changes nothing
+            return {FROM_GENERATOR: False} | tokens
+    return {FROM_GENERATOR: True} | tokens
 
 
 def _sample(logits, temperature, top_k, generator, *, scale="divide", keep="largest", fill=float("-inf"), strict=True,
-            greedy_at_zero=True, dim=-1, always_greedy=False):
+            greedy_at_zero=True, dim=-1, always_greedy=False, global_rng=False):
     if always_greedy or (greedy_at_zero and temperature == 0):
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits / temperature if scale == "divide" else logits * temperature
     if top_k is not None:
-        if keep == "largest":
+        if keep == "exactly k":
+            drop = ~torch.zeros_like(logits, dtype=torch.bool).scatter(-1, torch.topk(logits, top_k, dim=-1).indices, True)
+        elif keep == "largest":
             kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
             drop = logits < kth if strict else logits <= kth
         else:
@@ -238,6 +266,10 @@ def _sample(logits, temperature, top_k, generator, *, scale="divide", keep="larg
             drop = logits > kth
         logits = logits.masked_fill(drop, fill)
     probs = F.softmax(logits, dim=dim)
+    if global_rng:
+        if global_rng == "reseeded":
+            torch.manual_seed(0)
+        return torch.multinomial(probs, num_samples=1)
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
@@ -263,8 +295,119 @@ register(
                     "vocabulary must sum to 1, dim=-1"), lambda lo, t, k, g: _sample(lo, t, k, g, dim=0)),
             Mistake("always greedy", N_("you always took the argmax: sample with torch.multinomial unless the temperature is 0"),
                     lambda lo, t, k, g: _sample(lo, t, k, g, always_greedy=True)),
+            Mistake("exactly k kept", N_("you kept exactly k tokens (torch.topk's indices), dropping some tied with the k-th largest "
+                    "logit; the rule keeps every token tied with it: set to -inf only the logits strictly below it"),
+                    lambda lo, t, k, g: _sample(lo, t, k, g, keep="exactly k")),
+            Mistake("global generator", N_("your draws do not come from `generator`: they follow torch's global random state, "
+                    "so they change with whatever ran before; pass generator=generator to torch.multinomial"),
+                    lambda lo, t, k, g: _sample(lo, t, k, g, global_rng="global")),
+            Mistake("reseeded global generator", N_("your draws do not come from `generator`: you seed torch's global generator inside "
+                    "your function (torch.manual_seed), so every seed of `generator` gives the same tokens; pass "
+                    "generator=generator to torch.multinomial and seed nothing"),
+                    lambda lo, t, k, g: _sample(lo, t, k, g, global_rng="reseeded")),
         ],
         minutes=10,
         difficulty=2,
+    )
+)
+
+# --------------------------------------------------------------------------- 09.lm_loss
+
+
+def lm_loss(logits: torch.Tensor, tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Reference for 09.lm_loss: the mean cross-entropy of each position predicting the NEXT token.
+
+    Position t's logits score token t + 1; the last position has no next token, and positions
+    whose next token is ``pad_id`` do not count.
+
+    Shape:
+        - logits: :math:`(B, T, V)`; tokens: :math:`(B, T)`; output: a scalar
+    """
+    B, T, V = logits.shape
+    predictions = logits[:, :-1].reshape(B * (T - 1), V)  # (B*(T-1), V): positions 0 .. T-2
+    targets = tokens[:, 1:].reshape(B * (T - 1))  # (B*(T-1),): tokens 1 .. T-1, the next token of each
+    return F.cross_entropy(predictions, targets, ignore_index=pad_id)
+
+
+def _lm_cases():
+    g = torch.Generator().manual_seed(12)
+
+    def case(label, B, T, V, pad_id, padded):
+        logits = torch.randn(B, T, V, generator=g) * 2.0  # (B, T, V)
+        tokens = torch.randint(0, V, (B, T), generator=g)  # (B, T)
+        tokens = tokens.masked_fill(tokens == pad_id, (pad_id + 1) % V)  # pad only where a case puts it
+        for row, length in padded:  # a shorter sequence, padded at its end
+            tokens[row, length:] = pad_id
+        return Case(label, (logits, tokens, pad_id))
+
+    return [
+        case(N_("logits (2, 7, 11), no padding, pad_id=0"), 2, 7, 11, 0, []),
+        case(N_("logits (3, 5, 13), the second sequence padded after 2 tokens, pad_id=4"), 3, 5, 13, 4, [(1, 2)]),
+        case(N_("logits (4, 9, 6), two sequences padded, pad_id=5"), 4, 9, 6, 5, [(0, 6), (3, 3)]),
+    ]
+
+
+def _lm(logits, tokens, pad_id, *, shift="next", reduction="mean", ignore=True, wrap=False, transpose=False, probabilities=False):
+    B, T, V = logits.shape
+    if wrap:  # every position predicts the next one, the last one "predicting" the first
+        predictions, targets = logits, tokens.roll(-1, dims=1)
+    elif shift == "next":
+        predictions, targets = logits[:, :-1], tokens[:, 1:]
+    elif shift == "none":
+        predictions, targets = logits, tokens
+    else:  # "previous": position t + 1's logits scored against token t
+        predictions, targets = logits[:, 1:], tokens[:, :-1]
+    if transpose:  # flattened time-major for the logits, batch-major for the targets
+        predictions = predictions.transpose(0, 1)
+    predictions = predictions.reshape(-1, V)
+    if probabilities:
+        predictions = F.softmax(predictions, dim=-1)
+    return F.cross_entropy(predictions, targets.reshape(-1), ignore_index=pad_id if ignore else -100, reduction=reduction)
+
+
+def _lm_no_flatten(logits, tokens, pad_id):
+    return F.cross_entropy(logits[:, :-1], tokens[:, 1:], ignore_index=pad_id)
+
+
+def _lm_mean_of_sequence_means(logits, tokens, pad_id):
+    losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), tokens[:, 1:], ignore_index=pad_id, reduction="none")  # (B, T-1)
+    counted = (tokens[:, 1:] != pad_id).float()
+    return ((losses * counted).sum(dim=1) / counted.sum(dim=1)).mean()
+
+
+register(
+    Exercise(
+        id="09.lm_loss",
+        title=N_("The language-model loss: each position predicts the next token"),
+        reference=lm_loss,
+        cases=_lm_cases,
+        mistakes=[
+            Mistake("no shift", N_("you scored each position against its OWN token (no shift): position t must predict token t + 1, "
+                    "so pair logits[:, :-1] with tokens[:, 1:]"), lambda lo, tk, p: _lm(lo, tk, p, shift="none")),
+            Mistake("shifted the wrong way", N_("you shifted the wrong way (logits[:, 1:] against tokens[:, :-1]): each position "
+                    "would predict the token BEFORE it; pair logits[:, :-1] with tokens[:, 1:]"),
+                    lambda lo, tk, p: _lm(lo, tk, p, shift="previous")),
+            Mistake("wrapped around", N_("the last position has no next token, but you gave it one (tokens.roll(-1) makes it "
+                    "predict the first token): drop the last position, logits[:, :-1] with tokens[:, 1:]"),
+                    lambda lo, tk, p: _lm(lo, tk, p, wrap=True)),
+            Mistake("padding counted", N_("the padded positions count in your loss: pass ignore_index=pad_id to F.cross_entropy, "
+                    "so that predicting a pad token costs nothing and the mean runs over the real tokens only"),
+                    lambda lo, tk, p: _lm(lo, tk, p, ignore=False)),
+            Mistake("sum, not mean", N_("you summed the losses (reduction='sum'); the loss is their MEAN over the counted positions, "
+                    "so that it does not grow with the batch or the length"), lambda lo, tk, p: _lm(lo, tk, p, reduction="sum")),
+            Mistake("mixed-up flattening", N_("your logits and targets are flattened in different orders (one batch-major, the other "
+                    "time-major after a transpose), so each prediction is scored against another position's token: reshape "
+                    "both straight from (B, T - 1, ...)"), lambda lo, tk, p: _lm(lo, tk, p, transpose=True)),
+            Mistake("softmax first", N_("you passed probabilities to F.cross_entropy, which applies log-softmax itself: pass the "
+                    "raw logits"), lambda lo, tk, p: _lm(lo, tk, p, probabilities=True)),
+            Mistake("vocabulary not on dim 1", N_("F.cross_entropy wants the classes on dim 1: (N, V) logits with (N,) targets, or "
+                    "(B, V, T) with (B, T); flatten to (B * (T - 1), V) and (B * (T - 1),)"), _lm_no_flatten),
+            Mistake("mean of sequence means", N_("you averaged each sequence's loss, then the sequences: a short, padded sequence "
+                    "then weighs as much as a long one; take one mean over every counted position"), _lm_mean_of_sequence_means),
+        ],
+        atol=1e-5,
+        rtol=1e-4,
+        minutes=15,
+        difficulty=3,
     )
 )

@@ -1,4 +1,5 @@
-"""Exercises of notebook 10: generating fast (registered on import): the cache update, its size, GQA's repeat, a mask_mod."""
+"""Exercises of notebook 10: generating fast (registered on import): the cache update, its size, GQA's repeat, a mask_mod,
+cached generation."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import warnings
 import torch
 
 from ..attention_toolbox import sliding_window
+from ..gpt import GPT
 from ..i18n import N_
-from ..kv_cache import kv_cache_bytes, repeat_kv
+from ..kv_cache import KVCache, kv_cache_bytes, repeat_kv
 from .core import Case, Exercise, Mistake, register
 
 # --------------------------------------------------------------------------- 10.append_to_cache
@@ -31,8 +33,8 @@ def _append_cases():
     return [
         Case(N_("one decoding step: past (2, 3, 4, 5), new (2, 3, 1, 5)"), (torch.randn(2, 3, 4, 5, generator=g), torch.randn(2, 3, 1, 5, generator=g))),
         Case(N_("the first call (the prompt): past None, new (2, 3, 4, 5)"), (None, torch.randn(2, 3, 4, 5, generator=g))),
-        Case(N_("two new tokens: past (1, 2, 3, 4), new (1, 2, 2, 4), float64"),
-             (torch.randn(1, 2, 3, 4, generator=g, dtype=torch.float64), torch.randn(1, 2, 2, 4, generator=g, dtype=torch.float64))),
+        Case(N_("two new tokens: past (1, 3, 5, 4), new (1, 3, 2, 4), float64"),
+             (torch.randn(1, 3, 5, 4, generator=g, dtype=torch.float64), torch.randn(1, 3, 2, 4, generator=g, dtype=torch.float64))),
     ]
 
 
@@ -129,9 +131,9 @@ register(
 def _repeat_cases():
     g = torch.Generator().manual_seed(11)
     return [
-        Case(N_("2 key/value heads for 6 query heads: x (2, 2, 3, 4), n_rep=3"), (torch.randn(2, 2, 3, 4, generator=g), 3)),
+        Case(N_("3 key/value heads for 6 query heads: x (4, 3, 5, 6), n_rep=2"), (torch.randn(4, 3, 5, 6, generator=g), 2)),
         Case(N_("multi-query: x (1, 1, 5, 2), n_rep=4"), (torch.randn(1, 1, 5, 2, generator=g), 4)),
-        Case(N_("3 key/value heads for 6 query heads, float64: x (1, 3, 2, 3), n_rep=2"), (torch.randn(1, 3, 2, 3, generator=g, dtype=torch.float64), 2)),
+        Case(N_("2 key/value heads for 8 query heads, float64: x (1, 2, 5, 3), n_rep=4"), (torch.randn(1, 2, 5, 3, generator=g, dtype=torch.float64), 4)),
     ]
 
 
@@ -227,5 +229,137 @@ register(
         ],
         minutes=8,
         difficulty=2,
+    )
+)
+
+# --------------------------------------------------------------------------- 10.cached_generate
+
+
+def cached_generate(model, idx: torch.Tensor, max_new_tokens: int) -> tuple[torch.Tensor, KVCache]:
+    """Reference for 10.cached_generate: greedy generation that feeds the prompt once, then one token per step.
+
+    Returns the prompt followed by the new tokens, and the filled cache.
+
+    Shape:
+        - idx: :math:`(B, T)`; output: :math:`(B, T + \\text{max\\_new\\_tokens})` and a cache of
+          :math:`(B, H_{kv}, T + \\text{max\\_new\\_tokens} - 1, D)` keys and values per layer
+    """
+    cache = KVCache(model.n_layer)
+    logits, _ = model(idx, cache=cache)  # (B, T, V): the whole prompt, once
+    for step in range(max_new_tokens):
+        next_token = logits[:, -1].argmax(dim=-1, keepdim=True)  # (B, 1): the last position's best token
+        idx = torch.cat([idx, next_token], dim=1)  # (B, T + step + 1)
+        if step < max_new_tokens - 1:
+            logits, _ = model(next_token, cache=cache)  # (B, 1, V): only the new token
+    return idx, cache
+
+
+def _generate_cases():
+    g = torch.Generator().manual_seed(13)
+    return [
+        Case(N_("a prompt of shape (2, 3), 5 new tokens, 2 layers, 4 heads of which 2 key/value heads"),
+             (dict(vocab_size=11, n_embd=16, n_head=4, n_kv_head=2, n_layer=2), torch.randint(0, 11, (2, 3), generator=g), 5)),
+        Case(N_("a prompt of shape (3, 6), 4 new tokens, 1 layer, 2 heads"),
+             (dict(vocab_size=13, n_embd=8, n_head=2, n_layer=1), torch.randint(0, 13, (3, 6), generator=g), 4)),
+        Case(N_("a prompt of shape (1, 4), 1 new token, 3 layers, 2 heads"),
+             (dict(vocab_size=7, n_embd=12, n_head=2, n_layer=3), torch.randint(0, 7, (1, 4), generator=g), 1)),
+    ]
+
+
+FED_KEY = N_("tokens fed to the model, over all calls")
+CACHE_KEY = N_("the returned cache's keys, per layer")
+
+
+def _observe_generate(candidate, case):
+    """The tokens; how many tokens the model was fed in all (the cache's point); and the shapes the cache holds."""
+    config, idx, max_new_tokens = case.args
+    torch.manual_seed(len(config) + idx.numel())
+    model = GPT(block_size=16, positions="rope", **config).eval()  # block_size above every case's final length
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)  # sharper logits: no near-ties for argmax to break differently
+    fed = []
+    model.register_forward_pre_hook(lambda module, args, kwargs: fed.append(int(args[0].shape[1])), with_kwargs=True)
+    with torch.no_grad():
+        result = candidate(model, idx, max_new_tokens)
+    tokens, cache = result if isinstance(result, tuple) and len(result) == 2 else (result, None)
+    keys = [tuple(k.shape) if isinstance(k, torch.Tensor) else None for k in getattr(cache, "keys", [])] if cache is not None else None
+    return {N_("tokens"): tokens, FED_KEY: sum(fed), CACHE_KEY: keys}
+
+
+def _recompute(model, idx, max_new_tokens):
+    for _ in range(max_new_tokens):
+        logits, _ = model(idx)  # (B, T, V): the whole sequence again
+        idx = torch.cat([idx, logits[:, -1].argmax(dim=-1, keepdim=True)], dim=1)
+    return idx, KVCache(model.n_layer)
+
+
+def _fresh_cache_each_step(model, idx, max_new_tokens):
+    logits, _ = model(idx, cache=KVCache(model.n_layer))
+    cache = KVCache(model.n_layer)
+    for step in range(max_new_tokens):
+        next_token = logits[:, -1].argmax(dim=-1, keepdim=True)
+        idx = torch.cat([idx, next_token], dim=1)
+        if step < max_new_tokens - 1:
+            cache = KVCache(model.n_layer)
+            logits, _ = model(next_token, cache=cache)
+    return idx, cache
+
+
+def _first_position(model, idx, max_new_tokens):
+    cache = KVCache(model.n_layer)
+    logits, _ = model(idx, cache=cache)
+    for step in range(max_new_tokens):
+        next_token = logits[:, 0].argmax(dim=-1, keepdim=True)  # position 0 of the prompt's logits
+        idx = torch.cat([idx, next_token], dim=1)
+        if step < max_new_tokens - 1:
+            logits, _ = model(next_token, cache=cache)
+    return idx, cache
+
+
+def _one_extra_step(model, idx, max_new_tokens):
+    cache = KVCache(model.n_layer)
+    logits, _ = model(idx, cache=cache)
+    for _ in range(max_new_tokens):
+        next_token = logits[:, -1].argmax(dim=-1, keepdim=True)
+        idx = torch.cat([idx, next_token], dim=1)
+        logits, _ = model(next_token, cache=cache)  # also after the last token: one forward pass for nothing
+    return idx, cache
+
+
+def _feeds_everything_to_the_cache(model, idx, max_new_tokens):
+    cache = KVCache(model.n_layer)
+    logits, _ = model(idx, cache=cache)
+    for step in range(max_new_tokens):
+        idx = torch.cat([idx, logits[:, -1].argmax(dim=-1, keepdim=True)], dim=1)
+        if step < max_new_tokens - 1:
+            logits, _ = model(idx[:, -2:], cache=cache)  # the previous token again: it is cached twice
+    return idx, cache
+
+
+register(
+    Exercise(
+        id="10.cached_generate",
+        title=N_("Greedy generation with a KV cache, equal to recomputing everything"),
+        reference=cached_generate,
+        cases=_generate_cases,
+        observe=_observe_generate,
+        mistakes=[
+            Mistake("recomputed", N_("your tokens are right, but you fed the whole sequence to the model at every step: feed the "
+                    "prompt once with cache=cache, then only the one new token per step"), _recompute),
+            Mistake("fresh cache each step", N_("you created a new KVCache inside the loop, so each new token sees only itself "
+                    "(at position 0): create one cache before the prompt and pass the same one to every call"),
+                    _fresh_cache_each_step),
+            Mistake("first position", N_("you took the next token from position 0 of the logits: the prediction for the next "
+                    "token is at the LAST position, logits[:, -1]"), _first_position),
+            Mistake("one extra step", N_("your tokens are right, but after the last new token you ran the model once more: the "
+                    "cache holds one position too many, and that call is wasted"), _one_extra_step),
+            Mistake("fed a token twice", N_("you fed the previous token again with each new one (idx[:, -2:]): it is already in "
+                    "the cache, so it is cached twice and shifts every later position; feed only the new token"),
+                    _feeds_everything_to_the_cache),
+        ],
+        atol=1e-6,
+        minutes=20,
+        difficulty=3,
     )
 )
