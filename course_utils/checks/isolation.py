@@ -261,12 +261,13 @@ def time_limit(seconds: float | None) -> Iterator[None]:
 @contextlib.contextmanager
 def _alarm(seconds: float) -> Iterator[None]:
     alarms = 0
+    traced: list = []  # (frame, its trace function before) for every frame the stop was set on
 
     def on_alarm(signum, frame):
         nonlocal alarms
         alarms += 1
         if alarms > 1:  # the first stop was caught (``except:`` in a loop): stop at its next line too
-            _stop_at_next_line(frame)
+            traced.extend(_stop_at_next_line(frame))
         raise CaseTimeout
 
     previous_trace = sys.gettrace()
@@ -278,6 +279,8 @@ def _alarm(seconds: float) -> Iterator[None]:
     finally:
         _uninterrupted(lambda: signal.setitimer(signal.ITIMER_REAL, 0))
         _uninterrupted(lambda: sys.settrace(previous_trace))
+        for traced_frame, before in traced:  # frames that outlive the block (the caller's) must not keep the stop
+            traced_frame.f_trace = before
         _uninterrupted(lambda: signal.signal(signal.SIGALRM, previous_handler if previous_handler is not None else signal.SIG_DFL))
         if previous_delay > 0:  # someone else's timer was running: let it go on
             left = max(previous_delay - (time.monotonic() - start), 1e-6)
@@ -287,11 +290,12 @@ def _alarm(seconds: float) -> Iterator[None]:
 _OWN_FILES = {__file__, contextlib.__file__, str(Path(__file__).with_name("core.py"))}
 
 
-def _stop_at_next_line(frame) -> None:
+def _stop_at_next_line(frame) -> list:
     """Raise :class:`CaseTimeout` at the next line the checked code runs, even inside an ``except``.
 
     A trace function that raises is switched off by Python after that one raise. The
-    check's own frames are not traced, so they can handle the stop.
+    check's own frames are not traced, so they can handle the stop. Returns the frames traced,
+    each with the trace function it had, for the caller to put back.
     """
 
     def stop(frame, event, arg):
@@ -302,10 +306,13 @@ def _stop_at_next_line(frame) -> None:
         raise CaseTimeout
 
     sys.settrace(stop)
+    traced = []
     while frame is not None:
         if frame.f_code.co_filename not in _OWN_FILES:
+            traced.append((frame, frame.f_trace))
             frame.f_trace = stop
         frame = frame.f_back
+    return traced
 
 
 @contextlib.contextmanager
