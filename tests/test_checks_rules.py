@@ -467,3 +467,15 @@ def test_the_chunked_memory_rule_holds_for_every_chunk_count(chunk_size):
     for solution in (nb07.chunked_attention, _chunked_freeing_each_block, _chunked_into_a_preallocated_output):
         observed = nb07._observe_chunked(solution, case)
         assert all(value is True for key, value in observed.items() if key != "output"), (solution.__name__, observed)
+
+
+def test_a_check_run_in_chinese_first_still_names_a_detached_output_in_english(monkeypatch):
+    """What a check remembers of the reference is per language: a run in Chinese must not blind the next one."""
+    from course_utils import i18n
+
+    monkeypatch.setattr(i18n, "_chosen", i18n._chosen)
+    i18n.set_language("zh")
+    assert EXERCISES["00.center"].check(EXERCISES["00.center"].reference).passed
+    i18n.set_language("en")
+    result = EXERCISES["00.center"].check(_with_detached_output(EXERCISES["00.center"].reference))
+    assert result.mistake == "cut off from training", result.message

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from .. import i18n
-from ..i18n import N_, _
+from ..i18n import N_, _, get_language
 from . import isolation
 from .isolation import BoundedText, CaseTimeout
 
@@ -359,8 +359,10 @@ class Exercise:
         return list(self.cases())
 
     def _fresh_memo(self) -> dict:
-        """The memo, emptied if the reference, cases, observe or mistakes were replaced since."""
-        key = (id(self.reference), id(self.cases), id(self.observe), tuple(id(m.implementation) for m in self.mistakes))
+        """The memo, emptied if the reference, cases, observe or mistakes were replaced since, or the
+        language changed (what it holds names outputs in the language of the run that made it)."""
+        key = (id(self.reference), id(self.cases), id(self.observe), tuple(id(m.implementation) for m in self.mistakes),
+               get_language())
         if self._memo.get("key") != key:
             self._memo.clear()
             self._memo["key"] = key
