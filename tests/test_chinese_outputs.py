@@ -19,21 +19,16 @@ NOTEBOOKS = course_notebooks()
 IDS = [p.stem for p in NOTEBOOKS]
 
 
-def _report(problems: list[str], limit: int = 25) -> str:
-    more = f"\n... and {len(problems) - limit} more" if len(problems) > limit else ""
-    return "\n".join(problems[:limit]) + more
-
-
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
 def test_no_english_prose_in_the_outputs(notebook):
     problems = T.output_problems(notebook)
-    assert not problems, _report(problems)
+    assert not problems, T.report(problems)
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
 def test_no_english_prose_in_plot_text(notebook):
     problems = T.plot_text_problems(notebook)
-    assert not problems, _report(problems)
+    assert not problems, T.report(problems)
 
 
 @pytest.mark.parametrize("line", [

@@ -25,21 +25,16 @@ NOTEBOOKS = course_notebooks()
 IDS = [p.stem for p in NOTEBOOKS]
 
 
-def _report(problems: list[str], limit: int = 25) -> str:
-    more = f"\n... and {len(problems) - limit} more" if len(problems) > limit else ""
-    return "\n".join(problems[:limit]) + more
-
-
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
 def test_every_english_unit_has_a_current_translation(notebook):
     problems = T.catalogue_problems(notebook)
-    assert not problems, _report(problems)
+    assert not problems, T.report(problems)
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
 def test_chinese_notebook_is_built_from_the_english_and_its_catalogue(notebook):
     problems = T.code_problems(notebook)
-    assert not problems, _report(problems)
+    assert not problems, T.report(problems)
 
 
 def _skeleton(source: str) -> list[tuple[int, str]]:
@@ -86,19 +81,19 @@ def test_chinese_outputs_carry_the_english_numbers(notebook):
         expected, shown = sorted(MEASURED.findall(compared_text(en))), sorted(MEASURED.findall(compared_text(zh)))
         if expected != shown:
             problems.append(f"notebooks/zh/{notebook.name}, code cell {number + 1}: numbers {shown} where the English shows {expected}")
-    assert not problems, _report(problems)
+    assert not problems, T.report(problems)
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
 def test_translation_follows_the_glossary(notebook):
     problems = T.glossary_problems(notebook)
-    assert not problems, _report(problems)
+    assert not problems, T.report(problems)
 
 
 @pytest.mark.parametrize("module", T.package_modules(), ids=lambda m: str(m.relative_to(T.PACKAGE)))
 def test_every_package_message_is_translated(module):
     problems = T.package_problems(module)
-    assert not problems, _report(problems)
+    assert not problems, T.report(problems)
 
 
 def test_glossary_gives_each_term_one_rendering():

@@ -444,19 +444,30 @@ def notebook_units(nb: nbformat.NotebookNode) -> list[Unit]:
     return [u for u in units if not (u.label and (u.text in elsewhere or u.text in keys or any(p in u.text for p in probes)))]
 
 
+def _code_trees(nb: nbformat.NotebookNode):
+    """The syntax tree of every code cell that parses."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            yield ast.parse(cell.source)
+        except SyntaxError:
+            continue
+
+
+def report(problems: list[str], limit: int = 25) -> str:
+    """The first ``limit`` problems, one a line, and how many more there are."""
+    more = f"\n... and {len(problems) - limit} more" if len(problems) > limit else ""
+    return "\n".join(problems[:limit]) + more
+
+
 _STRING_PROBES = {"startswith", "endswith", "find", "index", "count", "split", "replace", "removeprefix", "removesuffix"}
 
 
 def _probes(nb: nbformat.NotebookNode) -> set[str]:
     """Strings a notebook's code looks for inside other strings (``s.startswith("encoder")``, ``"x" in s``)."""
     found = set()
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:
-            continue
+    for tree in _code_trees(nb):
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _STRING_PROBES:
                 found |= {a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
@@ -469,13 +480,7 @@ def _probes(nb: nbformat.NotebookNode) -> set[str]:
 def _looked_up(nb: nbformat.NotebookNode) -> set[str]:
     """The strings a notebook's code looks up or compares (``d["key"]``, ``x == "key"``)."""
     found = set()
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:
-            continue
+    for tree in _code_trees(nb):
         for node in ast.walk(tree):
             operands = [node.slice] if isinstance(node, ast.Subscript) else (
                 [node.left, *node.comparators] if isinstance(node, ast.Compare) else [])
