@@ -53,7 +53,9 @@ def normalise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def _images(outputs) -> list:
-    return [output.get("data", {}).get(mime) for output in outputs for mime in ("image/png", "image/jpeg")]
+    """The images among ``outputs``, in order."""
+    images = (output.get("data", {}).get(mime) for output in outputs for mime in ("image/png", "image/jpeg"))
+    return [image for image in images if image is not None]
 
 
 def keep_reproduced_outputs(stored: nbformat.NotebookNode, fresh: nbformat.NotebookNode) -> int:
