@@ -138,7 +138,10 @@ def test_make_execute_keeps_only_the_outputs_a_rerun_reproduces():
         _cell("# NBVAL_IGNORE_OUTPUT\nprint(seconds)", "9.8 s\n", 3),  # not compared
         _cell("print(x + 1)", "1\n", 4),  # the code changed
     ])
-    fresh.cells[0].outputs.insert(0, nbformat.v4.new_output("stream", name="stdout", text="\rGPT:  50%|█ | 250/500 [00:05<00:05, loss=2.4]"))
-    assert keep_reproduced_outputs(stored, fresh) == 2  # the bar refreshed more often: the same to nbval
+    fresh.cells[0].outputs = [  # the bar refreshed more often this time
+        nbformat.v4.new_output("stream", name="stdout", text="GPT:  50%|█ | 250/500 [00:05<00:05, loss=2.4]"),
+        nbformat.v4.new_output("stream", name="stdout", text="\rGPT: 100%|██| 500/500 [00:09<00:00, loss=1.931]\n"),
+    ]
+    assert keep_reproduced_outputs(stored, fresh) == 2
     texts = [cell.outputs[0]["text"] for cell in fresh.cells]
     assert texts == [stored.cells[0].outputs[0]["text"], "1.79\n", "11.6 s\n", "1\n"]
