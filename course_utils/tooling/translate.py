@@ -1034,11 +1034,17 @@ def _output_texts(cell: nbformat.NotebookNode) -> Iterator[str]:
                 yield html.unescape(re.sub(r"<[^>]+>", " ", text)) if mime == "text/html" else text
 
 
-def output_problems(notebook: Path) -> list[str]:
-    """English prose in the stored outputs of one Chinese notebook (stream text, text/plain, text/html)."""
+def _chinese_and_english_code(notebook: Path) -> tuple[nbformat.NotebookNode, str]:
+    """The Chinese twin of ``notebook``, and the English notebook's code without its strings (the
+    identifiers an output may show in English)."""
     zh = nbformat.read(ZH_NOTEBOOKS / notebook.name, as_version=4)
     english = nbformat.read(notebook, as_version=4)
-    code = " ".join(code_without_strings(c.source) for c in english.cells if c.cell_type == "code")
+    return zh, " ".join(code_without_strings(c.source) for c in english.cells if c.cell_type == "code")
+
+
+def output_problems(notebook: Path) -> list[str]:
+    """English prose in the stored outputs of one Chinese notebook (stream text, text/plain, text/html)."""
+    zh, code = _chinese_and_english_code(notebook)
     problems = []
     for index, cell in enumerate(zh.cells):
         for text in _output_texts(cell):
@@ -1069,9 +1075,7 @@ def _plot_strings(tree: ast.AST) -> Iterator[str]:
 
 def plot_text_problems(notebook: Path) -> list[str]:
     """English prose that a Chinese notebook's code draws into plots and widgets (the stored images can't be read)."""
-    zh = nbformat.read(ZH_NOTEBOOKS / notebook.name, as_version=4)
-    english = nbformat.read(notebook, as_version=4)
-    code = " ".join(code_without_strings(c.source) for c in english.cells if c.cell_type == "code")
+    zh, code = _chinese_and_english_code(notebook)
     problems = []
     for index, cell in enumerate(zh.cells):
         if cell.cell_type != "code":
