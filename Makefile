@@ -109,7 +109,7 @@ html: $(STAMP)
 	$(PY) -m course_utils.tooling.html build/html
 
 test-browser: $(STAMP)
-	$(PY) -m pytest tests/browser --durations=10
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest tests/browser $(XDIST) --durations=10
 
 hub: hub-as-root $(WORKSHOP_STAMP) student
 	$(PY) workshop/hub.py

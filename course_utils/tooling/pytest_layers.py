@@ -27,10 +27,6 @@ import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CHINESE_NOTEBOOKS = ROOT / "notebooks" / "zh"
-#: Long single tests, started first so that no worker is left with one of them at the end.
-LONG_TESTS = ("test_student_edition_runs", "test_compiled_flex_attention", "reaches_its_held_out_loss_target")
-
-
 def _notebook_of(item) -> Path | None:
     path = Path(str(item.path))
     return path if path.suffix == ".ipynb" else None
@@ -47,19 +43,38 @@ def pytest_itemcollected(item):
         item.add_marker(pytest.mark.full_layer)
 
 
+class WorkUnitSpec:
+    """The hook a conftest implements to keep tests together on one worker."""
+
+    @pytest.hookspec(firstresult=True)
+    def pytest_course_work_unit(self, nodeid: str) -> str | None:
+        """The name of the work unit of the test ``nodeid``, or None to leave it to the default.
+
+        Tests of one unit run on one worker, in collection order (e.g. the notebooks that share
+        one JupyterLab). The controller calls it, knowing test ids only.
+        """
+
+
+def pytest_addhooks(pluginmanager):
+    pluginmanager.add_hookspecs(WorkUnitSpec)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config, log):
-    """With ``--dist loadgroup``: one work unit per notebook, every other test a unit of its own."""
+    """With ``--dist loadgroup``: one work unit per notebook, or as a conftest's
+    ``pytest_course_work_unit`` says; every other test a unit of its own."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    class NotebookScheduling(LoadScopeScheduling):
+    class WorkUnitScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return path if path.endswith(".ipynb") else nodeid
+            if path.endswith(".ipynb"):
+                return path
+            return config.hook.pytest_course_work_unit(nodeid=nodeid) or nodeid
 
-    return NotebookScheduling(config, log)
+    return WorkUnitScheduling(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -17,11 +17,10 @@ browser is ever downloaded. The fixtures here start and stop everything themselv
 Every wait is bounded; failures say what was waited for. Screenshots and a timing table go
 to ``build/screenshots/``.
 
-``make test-browser`` runs the tests one after another: each JupyterLab is started once, and the
-English one is stopped when the Chinese notebooks begin. Every test also belongs to a group
-(``lab-en``, ``lab-zh``, ``html``), so on a machine with cores to spare ``pytest tests/browser
--n 3 --dist loadgroup`` runs the groups side by side, each worker starting only its own server
-(on 2 busy cores this gained nothing: the notebooks' kernels want the CPU).
+``make test-browser`` runs on two workers, each kernel on one thread: one worker builds and
+opens the handouts while the other runs notebooks (see ``pytest_course_work_unit``). A worker
+starts a JupyterLab when its first test needs it, and stops the English one when its Chinese
+notebooks begin.
 
 Environment knobs:
     COURSE_CHROMIUM: the Chromium binary (default /usr/bin/chromium).
@@ -123,21 +122,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG0
     (SCREENSHOTS / "timings.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def pytest_collection_modifyitems(config, items):  # noqa: ARG001 (pytest hook signature)
-    """Groups for ``pytest -n 2 --dist loadgroup`` (``make test-browser``): one worker per JupyterLab, one for the handouts.
+def pytest_course_work_unit(nodeid: str) -> str | None:
+    """Work units for ``make test-browser`` (``-n 2 --dist loadgroup``): the handouts are one unit.
 
-    Each group's tests share one server (or one build of the handouts), so a worker starts
-    only what its group needs.
+    They share one build of the HTML, made once by the worker that runs them; every JupyterLab
+    test is a unit of its own, and each worker starts the JupyterLab a test needs on first use.
+    A hook of the course's pytest plugin (course_utils/tooling/pytest_layers.py).
     """
-    for item in items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        if "handout" in params or item.module.__name__.endswith("test_html"):
-            group = "html"
-        elif isinstance(params.get("notebook"), Path):
-            group = f"lab-{notebook_language(params['notebook'])}"
-        else:
-            group = f"lab-{params.get('language', 'en')}"
-        item.add_marker(pytest.mark.xdist_group(group))
+    return "html" if nodeid.split("::", 1)[0].endswith("test_html.py") else None
 
 
 def _by_language(folder: Path) -> list[Path]:
