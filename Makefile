@@ -37,12 +37,15 @@ help:
 	@echo "make lint     ruff over course_utils, tests and notebooks"
 	@echo "make clean    remove build/ and caches (keeps .venv)"
 
+# --no-compile: Python compiles a module to bytecode the first time it is imported, so the
+# thousands of modules never imported are not compiled at install (half of the install's time).
+PIP := $(PY) -m pip install --quiet --no-compile
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PIP) torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
+	$(PIP) -r requirements.txt
+	$(PIP) --no-deps -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -51,13 +54,16 @@ install: $(STAMP)
 # does not install them. The constraint keeps every pin of requirements.txt, torch included.
 TEST_STAMP := $(VENV)/.test-installed
 $(TEST_STAMP): $(STAMP) requirements-test.txt
-	$(PY) -m pip install --quiet -r requirements-test.txt -c requirements.txt
+	$(PIP) -r requirements-test.txt -c requirements.txt
 	@touch $(TEST_STAMP)
 
 # The workshop's hub (workshop/): JupyterHub and its npm proxy, on top of the course environment.
 WORKSHOP_STAMP := $(VENV)/.workshop-installed
+# The learners' kernels read the course environment but may not write to it: it is compiled to
+# bytecode here, once, so that no kernel compiles torch in memory each time it starts.
 $(WORKSHOP_STAMP): $(STAMP) workshop/requirements.txt workshop/package-lock.json
-	$(PY) -m pip install --quiet -r workshop/requirements.txt
+	$(PIP) -r workshop/requirements.txt
+	$(PY) -m compileall -q -j 0 $(VENV)/lib
 	@command -v npm >/dev/null || { echo "the hub's proxy needs Node.js and npm: apt-get install nodejs npm"; exit 1; }
 	cd workshop && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(WORKSHOP_STAMP)

@@ -277,11 +277,14 @@ for i in range(100):  # 20,000 real-looking attempts
     codes[status] = codes.get(status, 0) + 1
     stored += (answer or {{}}).get("stored", 0)
 result.update(codes=codes, stored=stored, seconds=time.monotonic() - start)
-result["too big"] = post([{{"id": "x", "exercise_id": {exercise!r}, "message": "m" * 2**21}}])[0]
+try:
+    result["too big"] = post([{{"id": "x", "exercise_id": {exercise!r}, "message": "m" * 2**21}}])[0]
+except (urllib.error.URLError, ConnectionError):  # refused before she finished sending (a broken pipe or a reset)
+    result["too big"] = "closed"
 """, timeout=300)
     print(f"\nflood: {result['codes']} in {result['seconds']:.1f} s, {result['stored']} stored")
     assert result["codes"].get("429", 0) > 150 and result["stored"] <= 400 + 2 * result["seconds"] + 10
-    assert result["too big"] in (400, 413)
+    assert result["too big"] in (400, 413, "closed"), f"a 2 MiB request got {result['too big']}"
     after = sum(cell["attempts"] for cell in hub.board().json()["cells"].get(ATTACKER, {}).values())
     assert after - before == result["stored"]
     assert all(eid in EXERCISES for eid in hub.board().json()["exercises"])  # no junk on the board
