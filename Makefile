@@ -37,15 +37,20 @@ help:
 	@echo "make lint     ruff over course_utils, tests and notebooks"
 	@echo "make clean    remove build/ and caches (keeps .venv)"
 
-# --no-compile: Python compiles a module to bytecode the first time it is imported, so the
-# thousands of modules never imported are not compiled at install (half of the install's time).
+# pip compiles the installed modules to bytecode one file at a time (half of the install's time);
+# compileall does it on every core. Compiled at install, because Python may be told not to write
+# bytecode when it imports (PYTHONDONTWRITEBYTECODE) and a hub's learners may not write to the
+# environment: without it, every kernel would compile torch again as it starts. (A few files are
+# written for a newer Python, e.g. torch's py312_intrinsics.py: they do not compile, as under pip.)
 PIP := $(PY) -m pip install --quiet --no-compile
+COMPILE := $(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null || true
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PIP) torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 	$(PIP) -r requirements.txt
 	$(PIP) --no-deps -e .
+	$(COMPILE)
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -55,15 +60,14 @@ install: $(STAMP)
 TEST_STAMP := $(VENV)/.test-installed
 $(TEST_STAMP): $(STAMP) requirements-test.txt
 	$(PIP) -r requirements-test.txt -c requirements.txt
+	$(COMPILE)
 	@touch $(TEST_STAMP)
 
 # The workshop's hub (workshop/): JupyterHub and its npm proxy, on top of the course environment.
 WORKSHOP_STAMP := $(VENV)/.workshop-installed
-# The learners' kernels read the course environment but may not write to it: it is compiled to
-# bytecode here, once, so that no kernel compiles torch in memory each time it starts.
 $(WORKSHOP_STAMP): $(STAMP) workshop/requirements.txt workshop/package-lock.json
 	$(PIP) -r workshop/requirements.txt
-	$(PY) -m compileall -q -j 0 $(VENV)/lib
+	$(COMPILE)
 	@command -v npm >/dev/null || { echo "the hub's proxy needs Node.js and npm: apt-get install nodejs npm"; exit 1; }
 	cd workshop && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(WORKSHOP_STAMP)
