@@ -95,7 +95,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     student = sorted({r.nodeid for r in calls if "test_student_edition_runs" in r.nodeid and r.outcome == "passed"})
     editions = f"{len(english)} English" + (f" and {len(chinese)} Chinese" if chinese else "") + " notebooks under strict nbval"
     if not notebooks:
-        editions = "no notebooks"
+        editions = "no notebook under nbval"
     if student:
         editions += f"; {len(student)} student-edition notebooks executed in a second numeric setting"
     seconds = time.perf_counter() - STARTED
